@@ -1,0 +1,64 @@
+"""Domain errors: each says what is wrong and what to do; the service maps them to HTTP codes."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a user can act on. `status` is the HTTP status the service returns."""
+
+    status: int = 400
+    code: str = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, str]:
+        body = {"error": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        if self.hint:
+            body["hint"] = self.hint
+        return body
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text = f"{text} — {self.hint}"
+        return text
+
+
+class InvalidInput(DomainError):
+    status = 422
+    code = "invalid_input"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request is valid but the current state forbids it (port taken, wrong stage...)."""
+
+    status = 409
+    code = "conflict"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthorized"
+
+
+class ExternalUnavailable(DomainError):
+    """OZmap (or another dependency) could not be reached; the action was kept for later."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,34 @@
+"""Company units ("Local") and the OZmap projects each one serves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import ts_column
+
+
+class Unit(SQLModel, table=True):
+    """A company unit ("Local"): the branch that sells and serves an area."""
+
+    __tablename__ = "unit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True, index=True)
+    name: str = Field(max_length=120)
+    active: bool = True
+    created_at: datetime = ts_column(nullable=False, default_now=True)
+
+
+class UnitProject(SQLModel, table=True):
+    """An OZmap project whose network serves a unit."""
+
+    __tablename__ = "unit_project"
+    __table_args__ = (sa.UniqueConstraint("unit_id", "ozmap_project_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    ozmap_project_id: str = Field(max_length=32, index=True)
+    name: str = Field(default="", max_length=120)
