@@ -1,0 +1,62 @@
+"""OZmap API v2 client (httpx): typed models, filter builder, errors, sync and async clients."""
+
+from ozmap.client import AsyncOZmapClient, OZmapClient, close_client, get_client
+from ozmap.errors import (
+    OZmapAuthError,
+    OZmapError,
+    OZmapNotFound,
+    OZmapPortTaken,
+    OZmapProtocolError,
+    OZmapReservationConflict,
+    OZmapUnavailable,
+    OZmapValidationError,
+)
+from ozmap.filters import F, Filter, near, point_intersect, within
+from ozmap.models import (
+    Activation,
+    Box,
+    BoxSnapshot,
+    Cable,
+    CableType,
+    FTTHClient,
+    Port,
+    PortState,
+    Project,
+    Property,
+    Reservation,
+    Splitter,
+    Viability,
+)
+
+__all__ = [
+    "Activation",
+    "AsyncOZmapClient",
+    "Box",
+    "BoxSnapshot",
+    "Cable",
+    "CableType",
+    "F",
+    "FTTHClient",
+    "Filter",
+    "OZmapAuthError",
+    "OZmapClient",
+    "OZmapError",
+    "OZmapNotFound",
+    "OZmapPortTaken",
+    "OZmapProtocolError",
+    "OZmapReservationConflict",
+    "OZmapUnavailable",
+    "OZmapValidationError",
+    "Port",
+    "PortState",
+    "Project",
+    "Property",
+    "Reservation",
+    "Splitter",
+    "Viability",
+    "close_client",
+    "get_client",
+    "near",
+    "point_intersect",
+    "within",
+]

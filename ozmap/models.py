@@ -1,0 +1,352 @@
+"""Typed OZmap objects (pydantic), tolerant of fields we do not use.
+
+Coordinates are converted here, once: OZmap's ``coords`` is GeoJSON order ``[lng, lat]``; every
+model exposes ``lat`` and ``lng`` floats instead and drops ``coords`` so nobody reads it twice.
+References (``project``, ``parent``, ``box``, ``drop``...) arrive as an id or as a populated
+object; both become the id string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Activation",
+    "Box",
+    "BoxSnapshot",
+    "Cable",
+    "CableType",
+    "Connection",
+    "FTTHClient",
+    "Port",
+    "PortState",
+    "Project",
+    "Property",
+    "Reservation",
+    "Splitter",
+    "SplitterSnapshot",
+    "Viability",
+    "coords_of",
+    "ref_id",
+]
+
+
+class PortState(StrEnum):
+    """State of a customer-facing splitter port, derived from OZmap's data."""
+
+    FREE = "free"
+    BLOCKED = "blocked"
+    RESERVED = "reserved"  # property + client with implanted:false (porta reservada)
+    ACTIVE = "active"  # client implanted:true
+    OCCUPIED = "occupied"  # fiber plugged, but no FTTH client we can see
+
+
+def ref_id(value: Any) -> str | None:
+    """An OZmap reference (id string or populated object) → the id string."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        inner = value.get("id", value.get("_id"))
+        return None if inner is None else str(inner)
+    return str(value)
+
+
+def coords_of(lat: float, lng: float) -> list[float]:
+    """(lat, lng) → OZmap's GeoJSON-ordered ``coords`` ``[lng, lat]`` (for request bodies)."""
+    return [float(lng), float(lat)]
+
+
+Ref = Annotated[str | None, BeforeValidator(ref_id)]
+
+
+def _split_coords(data: Any) -> Any:
+    """``coords: [lng, lat]`` (or a GeoJSON Point) → ``lat``/``lng``; ``_id`` → ``id``."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    if "id" not in data and "_id" in data:
+        data["id"] = data.pop("_id")
+    coords = data.pop("coords", None)
+    if isinstance(coords, dict):
+        coords = coords.get("coordinates")
+    if isinstance(coords, (list, tuple)) and len(coords) >= 2:
+        data["lng"] = float(coords[0])
+        data["lat"] = float(coords[1])
+    return data
+
+
+class OZmapModel(BaseModel):
+    """Common fields of every OZmap object."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str
+    external_id: Any = None
+    created_at: datetime | None = Field(None, alias="createdAt")
+    updated_at: datetime | None = Field(None, alias="updatedAt")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        return _split_coords(data)
+
+
+class Project(OZmapModel):
+    name: str = ""
+    drop: dict[str, Any] | None = None
+
+    @property
+    def default_drop_cable_type_id(self) -> str | None:
+        """Default drop cable type: ``drop.type.cableType`` (SDK) or ``drop.defaults.cableType``."""
+        drop = self.drop or {}
+        for key in ("type", "defaults"):
+            section = drop.get(key)
+            if isinstance(section, dict) and section.get("cableType"):
+                return ref_id(section["cableType"])
+        return ref_id(drop.get("cableType"))
+
+    @property
+    def max_drop_size(self) -> float | None:
+        """Maximum drop length in metres, if the project sets one."""
+        size = (self.drop or {}).get("maxSize")
+        return float(size) if size is not None else None
+
+
+class Box(OZmapModel):
+    """A network box (caixa); CTO = customer-facing splitter box."""
+
+    kind: str = "Box"
+    name: str = ""
+    lat: float
+    lng: float
+    project: Ref = None
+    box_type: Ref = Field(None, alias="boxType")
+    hierarchy_level: int | None = Field(None, alias="hierarchyLevel")
+    implanted: bool = False
+    draft: bool = False  # "Em projeto": never sellable
+    certified: bool = False
+    pole: Ref = None
+
+
+class SplitterRatio(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    input: int = 1
+    output: int = 0
+
+
+class Connectables(BaseModel):
+    """Fiber ids plugged into each input/output; ``output[i]`` is port i+1, ``None`` = empty."""
+
+    model_config = ConfigDict(extra="allow")
+    input: list[Ref] = Field(default_factory=list)
+    output: list[Ref] = Field(default_factory=list)
+
+
+class SplitterPortInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    blocked: bool = False
+
+
+class Port(BaseModel):
+    """One output port of a splitter; ``number`` is 1-based."""
+
+    model_config = ConfigDict(extra="allow")
+    number: int = Field(ge=1)
+    state: PortState
+    splitter_id: str | None = None
+    box_id: str | None = None
+    fiber_id: str | None = None
+    property_id: str | None = None
+    client_id: str | None = None
+    client_code: str | None = None
+
+
+class Splitter(OZmapModel):
+    kind: str = "Splitter"
+    name: str = ""
+    parent: Ref = None  # the box id
+    project: Ref = None
+    is_drop: bool = Field(False, alias="isDrop")  # customer-facing ("atendimento")
+    ratio: SplitterRatio | None = None
+    connectables: Connectables = Field(default_factory=Connectables)
+    ports: list[SplitterPortInfo] = Field(default_factory=list)
+    splitter_type: Ref = Field(None, alias="splitterType")
+
+    @property
+    def box_id(self) -> str | None:
+        return self.parent
+
+    @property
+    def port_count(self) -> int:
+        return max(len(self.connectables.output), self.ratio.output if self.ratio else 0)
+
+    def is_blocked(self, number: int) -> bool:
+        i = number - 1
+        return 0 <= i < len(self.ports) and self.ports[i].blocked
+
+    def fiber_at(self, number: int) -> str | None:
+        i = number - 1
+        out = self.connectables.output
+        return out[i] if 0 <= i < len(out) else None
+
+    def physical_port(self, number: int) -> Port:
+        """Port state from the splitter alone (free / blocked / occupied; no client lookup)."""
+        if not 1 <= number <= self.port_count:
+            raise ValueError(f"splitter {self.id} has ports 1..{self.port_count}, not {number}")
+        fiber = self.fiber_at(number)
+        if fiber is not None:
+            state = PortState.OCCUPIED
+        elif self.is_blocked(number):
+            state = PortState.BLOCKED
+        else:
+            state = PortState.FREE
+        return Port(
+            number=number, state=state, splitter_id=self.id, box_id=self.parent, fiber_id=fiber
+        )
+
+    def physical_ports(self) -> list[Port]:
+        return [self.physical_port(n) for n in range(1, self.port_count + 1)]
+
+
+class FTTHClient(OZmapModel):
+    """An FTTH client; ``code`` is the ERP's key, ``implanted`` false = reserved, true = active."""
+
+    code: str = ""
+    name: str | None = None
+    implanted: bool = False
+    status: int | None = None
+    onu: dict[str, Any] | None = None
+
+
+class Connection(BaseModel):
+    """A property's fiber connection to a splitter port (``id`` = splitter id)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: Ref = None
+    kind: str | None = None
+    port: int | None = None
+    fiber: Ref = None
+    implanted: bool | None = None
+
+
+class Property(OZmapModel):
+    """Customer premises (imóvel): box, client, drop cable and its splitter connection."""
+
+    kind: str = "Property"
+    lat: float
+    lng: float
+    address: str | None = None
+    project: Ref = None
+    box: Ref = None
+    client: Ref = None
+    drop: Ref = None
+    connections: list[Connection] = Field(default_factory=list)
+    client_detail: FTTHClient | None = None  # filled when OZmap populated ``client``
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_populated_client(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("client"), dict):
+            data = dict(data)
+            with contextlib.suppress(ValueError):
+                data["client_detail"] = FTTHClient.model_validate(data["client"])
+        return data
+
+    @property
+    def splitter_id(self) -> str | None:
+        return self.connections[0].id if self.connections else None
+
+    @property
+    def port(self) -> int | None:
+        return self.connections[0].port if self.connections else None
+
+    def holds(self, splitter_id: str, port: int) -> bool:
+        return any(c.id == splitter_id and c.port == port for c in self.connections)
+
+
+class CableType(OZmapModel):
+    code: str = ""
+    description: str | None = None
+    brand: str | None = None
+    fiber_number: int | None = Field(None, alias="fiberNumber")
+
+
+class Cable(OZmapModel):
+    kind: str = "Cable"  # "Cable" or "Drop"
+    name: str | None = None
+    project: Ref = None
+    cable_type: Ref = Field(None, alias="cableType")
+    box_a: Ref = Field(None, alias="boxA")
+    box_b: Ref = Field(None, alias="boxB")
+
+
+class SplitterSnapshot(BaseModel):
+    splitter: Splitter
+    ports: list[Port]
+
+
+class BoxSnapshot(BaseModel):
+    """A box with its customer-facing splitters, their port states and the counts per state."""
+
+    box: Box
+    splitters: list[SplitterSnapshot] = Field(default_factory=list)
+    free: int = 0
+    reserved: int = 0
+    active: int = 0
+    occupied: int = 0
+    blocked: int = 0
+
+    @classmethod
+    def build(cls, box: Box, splitters: list[SplitterSnapshot]) -> BoxSnapshot:
+        counts = dict.fromkeys(PortState, 0)
+        for s in splitters:
+            for p in s.ports:
+                counts[p.state] += 1
+        return cls(box=box, splitters=splitters, **{k.value: v for k, v in counts.items()})
+
+    @property
+    def total(self) -> int:
+        return self.free + self.reserved + self.active + self.occupied + self.blocked
+
+    def ports(self) -> list[Port]:
+        return [p for s in self.splitters for p in s.ports]
+
+
+class Viability(BaseModel):
+    """OZmap's own radius viability (``/ftth-viability/radius``); list fields are undocumented."""
+
+    model_config = ConfigDict(extra="allow")
+    viable: bool = False
+    lat: float | None = None
+    lng: float | None = None
+    radius: float | None = None
+
+    def box_lists(self) -> dict[str, list[Any]]:
+        """Every list-valued field of the answer (the box lists, whatever their names)."""
+        return {k: v for k, v in (self.model_extra or {}).items() if isinstance(v, list)}
+
+
+class Reservation(BaseModel):
+    """Result of ``reserve_port``; ``created`` is False when the reservation already existed."""
+
+    property_id: str
+    client_id: str | None
+    box_id: str | None = None
+    splitter_id: str | None
+    port: int | None
+    created: bool
+
+
+class Activation(BaseModel):
+    """Result of ``activate``; ``changed`` is False when it was already active with that cable."""
+
+    property_id: str
+    client_id: str
+    cable_id: str | None
+    cable_type_id: str
+    changed: bool
