@@ -16,7 +16,11 @@ def _inside_brazil(lat: float, lng: float) -> bool:
 
 
 def validate_lat_lng(
-    lat: float, lng: float, *, lat_field: str = "latitude", lng_field: str = "longitude",
+    lat: float,
+    lng: float,
+    *,
+    lat_field: str = "latitude",
+    lng_field: str = "longitude",
     require_brazil: bool = True,
 ) -> tuple[float, float]:
     """Return (lat, lng) as floats or raise InvalidInput naming the field and the allowed range."""

@@ -1,4 +1,4 @@
-"""Customers for the assisted sale ("Venda Assistida"): register and find by CPF/CNPJ, name, phone."""
+"""Customers for the assisted sale ("Venda Assistida"): register, find by CPF/CNPJ, name, phone."""
 
 from __future__ import annotations
 
@@ -69,9 +69,7 @@ class CustomerIn(BaseModel):
             if d.startswith("55") and len(d) in (12, 13):
                 d = d[2:]
             if len(d) not in (10, 11):
-                raise ValueError(
-                    f"phone {phone!r} must have area code + number (10 or 11 digits)"
-                )
+                raise ValueError(f"phone {phone!r} must have area code + number (10 or 11 digits)")
             out.append(d)
         return out
 
@@ -141,8 +139,12 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
         )
     session.flush()
     audit.record(
-        session, actor=actor, action="customer.register", entity="customer",
-        entity_id=customer.id, after=audit.snapshot(customer),
+        session,
+        actor=actor,
+        action="customer.register",
+        entity="customer",
+        entity_id=customer.id,
+        after=audit.snapshot(customer),
     )
     return get_customer(session, customer.id)  # type: ignore[arg-type]
 

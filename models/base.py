@@ -70,8 +70,4 @@ def ts_column(*, nullable: bool = True, default_now: bool = False, index: bool =
     return Field(**kwargs)
 
 
-class StrEnum(str, enum.Enum):
-    """Enum whose members compare and serialise as their string value."""
-
-    def __str__(self) -> str:
-        return self.value
+StrEnum = enum.StrEnum  # members compare and serialise as their string value

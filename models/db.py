@@ -33,9 +33,7 @@ def create_db_engine(url: str) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         # Take the write lock at BEGIN so two writers queue instead of failing mid-transaction.
-        sa.event.listen(
-            engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE")
-        )
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return _with_pysqlite_autobegin_off(engine)
     return sa.create_engine(
         url,
@@ -75,5 +73,9 @@ def session_scope(engine: sa.Engine | None = None) -> Iterator[Session]:
 
 
 def is_postgres(engine_or_session: sa.Engine | Session) -> bool:
-    bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session
+    bind = (
+        engine_or_session.get_bind()
+        if isinstance(engine_or_session, Session)
+        else engine_or_session
+    )
     return bind.dialect.name == "postgresql"

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.ozmap",
     "tests.fixtures.prefect",
+    "tests.fixtures.service",
 ]

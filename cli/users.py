@@ -1,0 +1,68 @@
+"""`erp-ozmap users ...` and `erp-ozmap units ...`: people, tokens and company units."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from cli.common import admin_session, console, friendly_errors
+from domain import units as unit_ops
+from domain import users as user_ops
+
+app = typer.Typer(
+    help="Users of the ERP-facing service and their API tokens.", no_args_is_help=True
+)
+units_app = typer.Typer(
+    help="Company units ('Local') and their OZmap projects.", no_args_is_help=True
+)
+
+
+@app.command("create")
+@friendly_errors
+def create(
+    username: str,
+    role: str = typer.Option(..., help="seller, technician, billing or admin"),
+    name: str = typer.Option("", help="display name"),
+) -> None:
+    """Create a user and print its API token (shown once, stored only as a hash)."""
+    with admin_session() as (session, admin):
+        user, token = user_ops.create_user(
+            session, username=username, role=role, display_name=name, actor=admin.username
+        )
+    console.print(f"user [bold]{user.username}[/] ({user.role.value}) created")
+    console.print(f"API token (shown once, keep it safe): {token}", highlight=False, soft_wrap=True)
+
+
+@app.command("token")
+@friendly_errors
+def token(username: str) -> None:
+    """Issue a new API token for a user; the old one stops working."""
+    with admin_session() as (session, admin):
+        new = user_ops.rotate_token(session, username, actor=admin.username)
+    console.print(f"new API token for {username} (shown once): {new}", highlight=False)
+
+
+@app.command("list")
+@friendly_errors
+def list_cmd() -> None:
+    """List users and roles (never tokens)."""
+    with admin_session() as (session, _):
+        table = Table("username", "role", "name", "active")
+        for u in user_ops.list_users(session):
+            table.add_row(u.username, u.role.value, u.display_name, "yes" if u.active else "no")
+    console.print(table)
+
+
+@units_app.command("create")
+@friendly_errors
+def create_unit(
+    code: str,
+    name: str = typer.Option("", help="unit name"),
+    project: list[str] = typer.Option([], "--project", help="OZmap project id (repeatable)"),
+) -> None:
+    """Create a company unit served by the given OZmap projects."""
+    with admin_session() as (session, admin):
+        unit = unit_ops.create_unit(
+            session, code=code, name=name, ozmap_project_ids=project, actor=admin.username
+        )
+    console.print(f"unit [bold]{unit.code}[/] created with {len(project)} OZmap project(s)")
