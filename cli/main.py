@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from sqlmodel import func, select
 
-from cli import database, service, users
+from cli import database, service, simulator, users
 from cli.common import console, fail
 from config import get_settings
 
@@ -18,6 +18,7 @@ app.add_typer(database.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(users.units_app, name="units")
 app.command("api")(service.api)
+app.command("simulator")(simulator.simulator)
 
 
 @app.command("status")
