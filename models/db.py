@@ -35,12 +35,16 @@ def create_db_engine(url: str) -> sa.Engine:
         # Take the write lock at BEGIN so two writers queue instead of failing mid-transaction.
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return _with_pysqlite_autobegin_off(engine)
+    options = "-c lock_timeout=15000"
+    if "options" in parsed.query:  # e.g. a search_path: connect_args would silently drop it
+        given = parsed.query["options"]
+        options = f"{given if isinstance(given, str) else ' '.join(given)} {options}"
     return sa.create_engine(
         url,
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
-        connect_args={"connect_timeout": 10, "options": "-c lock_timeout=15000"},
+        connect_args={"connect_timeout": 10, "options": options},
     )
 
 
