@@ -33,6 +33,7 @@ __all__ = [
     "point_intersect",
     "to_param",
     "within",
+    "within_area",
 ]
 
 Operator: TypeAlias = Literal[
@@ -207,6 +208,11 @@ def within(prop: str, polygon: Sequence[tuple[float, float]]) -> Condition:
     [I] Sent as a GeoJSON Polygon (``{"type": "Polygon", "coordinates": [ring]}``).
     """
     return Condition(prop, "within", {"type": "Polygon", "coordinates": [_ring(polygon)]})
+
+
+def within_area(prop: str, model: str, object_id: str) -> Condition:
+    """Objects inside the area of another OZmap object (``model``: project, region...)."""
+    return Condition(prop, "within", {"model": model, "id": object_id})
 
 
 def point_intersect(prop: str, lat: float, lng: float) -> Condition:
