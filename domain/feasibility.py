@@ -1,0 +1,681 @@
+"""Feasibility ("viabilidade"): which network boxes (CTOs) can serve an address.
+
+Plain data in, plain data out: the index is built from `BoxRecord`s (or from columns, for
+the database snapshot loader) and answers radius queries in process. Distance is the WGS84
+geodesic, inclusive `d <= R` (see `domain.geo`): a k-d tree over ECEF metres finds every box
+whose chord is within R (the chord is never longer than the geodesic, so none is missed),
+then the exact geodesic distance filters and orders them — nearest first, ties by box id.
+
+The index stores its columns as numpy arrays (well under 100 MB per million boxes) and is
+immutable; `IndexHolder` swaps in a freshly built one after a network refresh.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from itertools import chain, compress
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import cKDTree
+
+from domain.errors import DomainError, InvalidInput
+from domain.feasibility_columns import StringColumn, morton_order
+from domain.geo import (
+    BRAZIL_LAT_RANGE,
+    BRAZIL_LNG_RANGE,
+    CHORD_CORRECTION_DENOMINATOR,
+    WGS84_A,
+    WGS84_E2,
+    in_brazil,
+    to_ecef,
+    validate_point,
+)
+
+if TYPE_CHECKING:
+    from config import Settings
+
+# Coordinates given back are rebuilt from the ECEF column (saves 16 MB per million boxes) and
+# rounded to 1e-9 degrees (0.1 mm): values stored with up to 9 decimals come back exactly.
+_COORD_SCALE: Final = 1e9
+# Up to this many tree candidates a query is cheaper in plain Python than in numpy calls.
+_SMALL_RESULT: Final = 24
+# The k-d tree compares squared chords in floating point; widen its ball a hair so a box at
+# exactly R is never lost to rounding. The exact filter afterwards decides.
+_BALL_SLACK_M: Final = 1e-6
+_MAX_PORTS: Final = np.iinfo(np.uint16).max
+_MAX_PROJECTS: Final = np.iinfo(np.uint16).max + 1
+# Per-box numbers packed in one record (13 bytes) so a query gathers them in one step.
+_RECORD: Final = np.dtype(
+    [
+        ("free", "<u2"),
+        ("reserved", "<u2"),
+        ("active", "<u2"),
+        ("occupied", "<u2"),
+        ("blocked", "<u2"),
+        ("status", "i1"),
+        ("project", "<u2"),
+    ]
+)
+_PORT_FIELDS: Final = ("free", "reserved", "active", "occupied", "blocked")
+_BRAZIL: Final = (BRAZIL_LAT_RANGE, BRAZIL_LNG_RANGE)
+
+
+class BoxStatus(StrEnum):
+    """Lifecycle of a box in OZmap."""
+
+    IMPLANTED = "implanted"  # built and in service ("implantada")
+    NOT_IMPLANTED = "not_implanted"  # documented but not built yet ("não implantada")
+    DRAFT = "draft"  # in design ("em projeto"): never offered for sale
+
+    @classmethod
+    def from_flags(cls, *, draft: bool, implanted: bool) -> BoxStatus:
+        """Map the OZmap/cache flags (`draft`, `implanted`) to a status."""
+        if draft:
+            return cls.DRAFT
+        return cls.IMPLANTED if implanted else cls.NOT_IMPLANTED
+
+
+# A box's status is stored as its position in this (sorted) tuple.
+_STATUS_BY_CODE: Final = tuple(sorted(BoxStatus, key=lambda s: s.value))
+_STATUS_VALUES_SORTED: Final = np.array([s.value for s in _STATUS_BY_CODE])
+_STATUS_OBJECTS: Final = np.array(_STATUS_BY_CODE, dtype=object)
+
+
+class Availability(StrEnum):
+    """What a seller can do with a box; drives the colour on the map."""
+
+    AVAILABLE = "available"  # at least one free port
+    FULL = "full"  # no free port (a covered-but-full address is a lead for expansion)
+    BLOCKED = "blocked"  # no free port and nothing in use: every port is blocked
+
+    @classmethod
+    def of(
+        cls, *, free: int, reserved: int, active: int, occupied: int, blocked: int
+    ) -> Availability:
+        if free > 0:
+            return cls.AVAILABLE
+        if blocked > 0 and reserved + active + occupied == 0:
+            return cls.BLOCKED
+        return cls.FULL
+
+
+@dataclass(frozen=True, slots=True)
+class BoxRecord:
+    """A box (CTO) with the port counts of its customer-facing splitters."""
+
+    id: str
+    name: str
+    project_id: str  # the OZmap project; a company unit ("Local") serves one or more
+    lat: float
+    lng: float
+    status: BoxStatus = BoxStatus.IMPLANTED
+    ports_free: int = 0
+    ports_reserved: int = 0
+    ports_active: int = 0  # a customer connected and in service
+    ports_occupied: int = 0  # used otherwise (e.g. a drop without an active customer)
+    ports_blocked: int = 0
+
+
+class FeasibilityHit(NamedTuple):
+    """One box within the radius of a feasibility query (immutable, cheap to build)."""
+
+    box_id: str
+    name: str
+    project_id: str
+    lat: float
+    lng: float
+    distance_m: float
+    status: BoxStatus
+    ports_free: int
+    ports_reserved: int
+    ports_active: int
+    ports_occupied: int
+    ports_blocked: int
+
+    @property
+    def ports_in_use(self) -> int:
+        """Active plus otherwise occupied ports ("ocupadas")."""
+        return self.ports_active + self.ports_occupied
+
+    @property
+    def ports_total(self) -> int:
+        return (
+            self.ports_free
+            + self.ports_reserved
+            + self.ports_active
+            + self.ports_occupied
+            + self.ports_blocked
+        )
+
+    @property
+    def availability(self) -> Availability:
+        return Availability.of(
+            free=self.ports_free,
+            reserved=self.ports_reserved,
+            active=self.ports_active,
+            occupied=self.ports_occupied,
+            blocked=self.ports_blocked,
+        )
+
+
+class InvalidRadius(InvalidInput):
+    """Radius not a number, <= 0 or above the configured maximum (HTTP 422)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
+
+
+class FeasibilityUnavailable(DomainError):
+    """No feasibility index is loaded yet (HTTP 503)."""
+
+    status = 503
+    code = "feasibility_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusPolicy:
+    """Default and maximum search radius in metres ("Distância máxima")."""
+
+    default_m: float = 150.0
+    max_m: float = 3000.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.default_m <= self.max_m and math.isfinite(self.max_m)):
+            raise ValueError(
+                f"radius policy needs 0 < default ({self.default_m}) <= max ({self.max_m})"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> RadiusPolicy:
+        """Read FEASIBILITY_DEFAULT_RADIUS_M / FEASIBILITY_MAX_RADIUS_M."""
+        if settings is None:
+            from config import get_settings  # deferred: importing the domain reads no env
+
+            settings = get_settings()
+        return cls(
+            default_m=settings.feasibility_default_radius_m,
+            max_m=settings.feasibility_max_radius_m,
+        )
+
+    def resolve(self, radius_m: object | None, *, field: str = "radius") -> float:
+        """The radius to use: the default when None, else the value if 0 < r <= max."""
+        if radius_m is None:
+            return self.default_m
+        if isinstance(radius_m, bool) or not isinstance(radius_m, int | float | np.number):
+            raise InvalidRadius(field, f"{field} must be a number of metres (got {radius_m!r})")
+        value = float(radius_m)
+        if not (math.isfinite(value) and 0 < value <= self.max_m):
+            raise InvalidRadius(
+                field,
+                f"{field} must be greater than 0 and at most {self.max_m:g} m (got {value:g})",
+            )
+        return value
+
+
+def _validate_limit(limit: object | None) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
+        raise InvalidInput(f"limit must be a whole number >= 1 (got {limit!r})", field="limit")
+    return int(limit)
+
+
+def _ecef_point(lat: float, lng: float) -> tuple[float, float, float]:
+    """Scalar `to_ecef` (for one point the maths is cheaper than a numpy call)."""
+    lat_r = math.radians(lat)
+    lng_r = math.radians(lng)
+    sin_lat = math.sin(lat_r)
+    cos_lat = math.cos(lat_r)
+    n = WGS84_A / math.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
+    return (
+        n * cos_lat * math.cos(lng_r),
+        n * cos_lat * math.sin(lng_r),
+        n * (1.0 - WGS84_E2) * sin_lat,
+    )
+
+
+def _geodetic_on_surface(xyz: npt.NDArray[np.float64]) -> tuple[list[float], list[float]]:
+    """Exact inverse of `to_ecef` for points at height 0 (closed form), rounded to 1e-9°."""
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    lat = np.degrees(np.arctan2(z, (1.0 - WGS84_E2) * np.hypot(x, y)))
+    lng = np.degrees(np.arctan2(y, x))
+    return (
+        (np.rint(lat * _COORD_SCALE) / _COORD_SCALE).tolist(),
+        (np.rint(lng * _COORD_SCALE) / _COORD_SCALE).tolist(),
+    )
+
+
+def _geodesic_from_diff(diff: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Geodesic metres from ECEF differences: chord c plus c³/(24·6371000²).
+
+    Written term by term so it gives bit-for-bit the same values as the scalar path in
+    `FeasibilityIndex._select_small` (distance ties must not depend on the result size).
+    """
+    sq = diff * diff
+    c2 = sq[:, 0] + sq[:, 1]
+    c2 += sq[:, 2]
+    return np.sqrt(c2) * (1.0 + c2 / CHORD_CORRECTION_DENOMINATOR)
+
+
+_NO_ROWS: Final = np.zeros(0, dtype=np.intp)
+
+
+@dataclass(frozen=True)
+class CoverageResult:
+    """Per input point of a batch query (coverage report), in input order.
+
+    `valid` is False for points that are not finite or outside Brazil; they count nothing.
+    `nearest_*` describe the nearest offered box within the radius (None / NaN when none).
+    """
+
+    radius_m: float
+    valid: npt.NDArray[np.bool_]
+    nearest_box_id: list[str | None]
+    nearest_name: list[str | None]
+    nearest_distance_m: npt.NDArray[np.float64]
+    boxes_within: npt.NDArray[np.int64]
+    boxes_with_free_ports_within: npt.NDArray[np.int64]
+
+
+class FeasibilityIndex:
+    """Immutable in-memory radius index over the offered boxes (drafts are left out)."""
+
+    def __init__(
+        self,
+        *,
+        ids: Sequence[str],
+        names: Sequence[str],
+        project_ids: Sequence[str],
+        lats: npt.ArrayLike,
+        lngs: npt.ArrayLike,
+        statuses: Sequence[BoxStatus | str],
+        ports_free: npt.ArrayLike,
+        ports_reserved: npt.ArrayLike,
+        ports_active: npt.ArrayLike,
+        ports_occupied: npt.ArrayLike,
+        ports_blocked: npt.ArrayLike,
+        radius_policy: RadiusPolicy | None = None,
+        leafsize: int = 16,
+    ) -> None:
+        """Build from columns (the database snapshot loader's path); see `from_boxes`.
+
+        Drafts and boxes without finite coordinates inside Brazil are left out (counted in
+        `skipped_drafts` / listed in `skipped_without_location`). Box ids must be unique.
+        """
+        self.radius_policy = radius_policy or RadiusPolicy.from_settings()
+        self.built_at = datetime.now(UTC)
+        id_arr = np.asarray(ids, dtype=np.str_).reshape(-1)
+        n = id_arr.size
+        lat = np.asarray(lats, dtype=np.float64).reshape(-1)
+        lng = np.asarray(lngs, dtype=np.float64).reshape(-1)
+        status_arr = np.asarray(statuses, dtype=np.str_).reshape(-1)
+        ports = [
+            np.asarray(c, dtype=np.int64).reshape(-1)
+            for c in (ports_free, ports_reserved, ports_active, ports_occupied, ports_blocked)
+        ]
+        sizes = {len(names), len(project_ids), lat.size, lng.size, status_arr.size}
+        sizes |= {c.size for c in ports}
+        if sizes - {n}:
+            raise ValueError(f"box columns must all have {n} rows (got sizes {sorted(sizes)})")
+        for name, column in zip(_PORT_FIELDS, ports, strict=True):
+            if column.size and (column.min() < 0 or column.max() > _MAX_PORTS):
+                raise ValueError(f"ports_{name} must be between 0 and {_MAX_PORTS}")
+        known = np.isin(status_arr, [s.value for s in BoxStatus])
+        if not known.all():
+            raise ValueError(
+                f"unknown box status {status_arr[~known][0]!r}; "
+                f"expected one of {[s.value for s in BoxStatus]}"
+            )
+
+        # Drafts are never offered; boxes without usable coordinates cannot be located.
+        located = in_brazil(lat, lng)
+        offered = located & (status_arr != BoxStatus.DRAFT.value)
+        self.skipped_without_location: tuple[str, ...] = tuple(id_arr[~located].tolist())
+        self.skipped_drafts = int((located & ~offered).sum())
+
+        # Rows sorted by id, so that the row number breaks distance ties by box id.
+        kept = np.flatnonzero(offered)
+        kept = kept[np.argsort(id_arr[kept], kind="stable")]
+        kept_ids = id_arr[kept]
+        repeated = kept_ids[1:][kept_ids[1:] == kept_ids[:-1]]
+        if repeated.size:
+            raise ValueError(f"box ids must be unique; repeated: {repeated[:5].tolist()}")
+
+        projects, project_codes = np.unique(
+            np.asarray(project_ids, dtype=np.str_).reshape(-1)[kept], return_inverse=True
+        )
+        if projects.size > _MAX_PROJECTS:
+            raise ValueError(f"at most {_MAX_PROJECTS} projects per index (got {projects.size})")
+        record = np.empty(kept.size, dtype=_RECORD)
+        for name, column in zip(_PORT_FIELDS, ports, strict=True):
+            record[name] = column[kept]
+        record["status"] = np.searchsorted(_STATUS_VALUES_SORTED, status_arr[kept])
+        record["project"] = project_codes
+
+        self._xyz = np.ascontiguousarray(to_ecef(lat[kept], lng[kept]).reshape(-1, 3))
+        self._tree = cKDTree(self._xyz, leafsize=leafsize, copy_data=False, balanced_tree=False)
+        self._record = record
+        self._ids = StringColumn(kept_ids.tolist())
+        del kept_ids, id_arr
+        names_arr = np.asarray(names, dtype=object).reshape(-1)
+        self._names = StringColumn(names_arr[kept].tolist())
+        self._projects: tuple[str, ...] = tuple(projects.tolist())
+        self._project_code_of = {p: i for i, p in enumerate(self._projects)}
+        self._project_objects = np.array(self._projects, dtype=object)
+
+    @classmethod
+    def from_boxes(
+        cls,
+        boxes: Iterable[BoxRecord],
+        *,
+        radius_policy: RadiusPolicy | None = None,
+        leafsize: int = 16,
+    ) -> FeasibilityIndex:
+        """Build from records (drafts and boxes without a location in Brazil are left out)."""
+        rows = list(boxes)
+        return cls(
+            ids=[b.id for b in rows],
+            names=[b.name for b in rows],
+            project_ids=[b.project_id for b in rows],
+            lats=[b.lat for b in rows],
+            lngs=[b.lng for b in rows],
+            statuses=[b.status for b in rows],
+            ports_free=[b.ports_free for b in rows],
+            ports_reserved=[b.ports_reserved for b in rows],
+            ports_active=[b.ports_active for b in rows],
+            ports_occupied=[b.ports_occupied for b in rows],
+            ports_blocked=[b.ports_blocked for b in rows],
+            radius_policy=radius_policy,
+            leafsize=leafsize,
+        )
+
+    def __len__(self) -> int:
+        return int(self._xyz.shape[0])
+
+    @property
+    def projects(self) -> tuple[str, ...]:
+        """OZmap project ids that have at least one offered box."""
+        return self._projects
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the index: its columns plus the k-d tree's own arrays."""
+        # The tree's state holds its node array, permutation and bounds, and its data array,
+        # which is self._xyz itself (copy_data=False) and so is counted once.
+        tree_arrays = sum(a.nbytes for a in self._tree.__getstate__() if isinstance(a, np.ndarray))
+        return tree_arrays + self._record.nbytes + self._ids.nbytes + self._names.nbytes
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def query(
+        self,
+        lat: float,
+        lng: float,
+        radius_m: float | None = None,
+        *,
+        projects: str | Iterable[str] | None = None,
+        only_available: bool = False,
+        limit: int | None = None,
+    ) -> list[FeasibilityHit]:
+        """Every offered box within `radius_m` (default from settings), nearest first.
+
+        Distances are WGS84 geodesic metres, inclusive (`<= radius`); ties by box id.
+        `projects` restricts to the OZmap projects of the seller's unit; `only_available`
+        drops boxes without a free port (full ones are listed otherwise); `limit` keeps the
+        nearest N. Raises `InvalidCoordinates` / `InvalidRadius` / `InvalidInput` naming the
+        bad field.
+        """
+        lat_f, lng_f = validate_point(lat, lng)
+        radius = self.radius_policy.resolve(radius_m)
+        max_rows = _validate_limit(limit)
+        allowed = self._allowed_projects(projects)
+        if allowed is not None and not allowed.any():
+            return []
+        point = _ecef_point(lat_f, lng_f)
+        found = self._tree.query_ball_point(point, radius + _BALL_SLACK_M, return_sorted=False)
+        select = self._select_small if len(found) <= _SMALL_RESULT else self._select_vectorised
+        rows, dist = select(found, point, radius, allowed, only_available, max_rows)
+        return self._hits(rows, dist)
+
+    def query_batch(
+        self,
+        lats: npt.ArrayLike,
+        lngs: npt.ArrayLike,
+        radius_m: float | None = None,
+        *,
+        projects: str | Iterable[str] | None = None,
+    ) -> CoverageResult:
+        """For each point: the nearest offered box within R and how many have free ports.
+
+        Points are visited in Morton (Z-curve) order in one vectorised, multi-threaded ball
+        query; results come back in input order. Invalid points are flagged, not raised.
+        """
+        radius = self.radius_policy.resolve(radius_m)
+        lat = np.asarray(lats, dtype=np.float64).reshape(-1)
+        lng = np.asarray(lngs, dtype=np.float64).reshape(-1)
+        if lat.shape != lng.shape:
+            raise InvalidInput(
+                f"lngs must have one longitude per latitude ({lng.size} for {lat.size})",
+                field="lngs",
+            )
+        n = lat.size
+        valid = in_brazil(lat, lng)
+        nearest_row = np.full(n, -1, dtype=np.intp)
+        nearest_dist = np.full(n, np.nan)
+        within = np.zeros(n, dtype=np.int64)
+        free_within = np.zeros(n, dtype=np.int64)
+        allowed = self._allowed_projects(projects)
+        points = np.flatnonzero(valid)
+        if points.size and len(self) and (allowed is None or allowed.any()):
+            points = points[morton_order(lat[points], lng[points], *_BRAZIL)]
+            xyz = to_ecef(lat[points], lng[points]).reshape(-1, 3)
+            found = self._tree.query_ball_point(xyz, radius + _BALL_SLACK_M, workers=-1)
+            counts = np.fromiter(map(len, found), dtype=np.intp, count=len(found))
+            rows = np.fromiter(chain.from_iterable(found), dtype=np.intp, count=int(counts.sum()))
+            del found
+            seg = np.repeat(np.arange(points.size), counts)
+            dist = _geodesic_from_diff(self._xyz[rows] - xyz[seg])
+            keep = dist <= radius
+            if allowed is not None:
+                keep &= allowed[self._record["project"][rows]]
+            rows, seg, dist = rows[keep], seg[keep], dist[keep]
+            within[points] = np.bincount(seg, minlength=points.size)
+            has_free = self._record["free"][rows] > 0
+            free_within[points] = np.bincount(seg[has_free], minlength=points.size)
+            if rows.size:
+                best_seg, best_row, best_dist = _nearest_per_segment(seg, rows, dist)
+                nearest_row[points[best_seg]] = best_row
+                nearest_dist[points[best_seg]] = best_dist
+        ids: list[str | None] = [None] * n
+        names: list[str | None] = [None] * n
+        covered = np.flatnonzero(nearest_row >= 0)
+        found_rows = nearest_row[covered]
+        for i, box_id, name in zip(
+            covered.tolist(),
+            self._ids.take(found_rows),
+            self._names.take(found_rows),
+            strict=True,
+        ):
+            ids[i] = box_id
+            names[i] = name
+        return CoverageResult(
+            radius_m=radius,
+            valid=valid,
+            nearest_box_id=ids,
+            nearest_name=names,
+            nearest_distance_m=nearest_dist,
+            boxes_within=within,
+            boxes_with_free_ports_within=free_within,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _allowed_projects(
+        self, projects: str | Iterable[str] | None
+    ) -> npt.NDArray[np.bool_] | None:
+        """Lookup table: project code → wanted (None when not filtering)."""
+        if projects is None:
+            return None
+        wanted = {projects} if isinstance(projects, str) else set(projects)
+        allowed = np.zeros(len(self._projects), dtype=bool)
+        for project in wanted:
+            code = self._project_code_of.get(project)
+            if code is not None:
+                allowed[code] = True
+        return allowed
+
+    def _select_small(
+        self,
+        found: list[int],
+        point: tuple[float, float, float],
+        radius: float,
+        allowed: npt.NDArray[np.bool_] | None,
+        only_available: bool,
+        limit: int | None,
+    ) -> tuple[npt.NDArray[np.intp], list[float]]:
+        """Filter and order a few tree candidates with scalar maths (see `_geodesic_from_diff`)."""
+        if not found:
+            return _NO_ROWS, []
+        px, py, pz = point
+        near: list[tuple[float, int]] = []
+        for row, (x, y, z) in zip(found, self._xyz[found].tolist(), strict=True):
+            dx = x - px
+            dy = y - py
+            dz = z - pz
+            c2 = dx * dx + dy * dy + dz * dz
+            distance = math.sqrt(c2) * (1.0 + c2 / CHORD_CORRECTION_DENOMINATOR)
+            if distance <= radius:
+                near.append((distance, row))
+        near.sort()  # by distance, then row (= box id order)
+        if near and (allowed is not None or only_available):
+            record = self._record[[row for _, row in near]]
+            keep = np.ones(len(near), dtype=bool)
+            if allowed is not None:
+                keep &= allowed[record["project"]]
+            if only_available:
+                keep &= record["free"] > 0
+            near = list(compress(near, keep.tolist()))
+        near = near[:limit]
+        rows = np.fromiter((row for _, row in near), dtype=np.intp, count=len(near))
+        return rows, [distance for distance, _ in near]
+
+    def _select_vectorised(
+        self,
+        found: list[int],
+        point: tuple[float, float, float],
+        radius: float,
+        allowed: npt.NDArray[np.bool_] | None,
+        only_available: bool,
+        limit: int | None,
+    ) -> tuple[npt.NDArray[np.intp], list[float]]:
+        """Filter and order many tree candidates with array operations."""
+        rows = np.array(found, dtype=np.intp)
+        dist = _geodesic_from_diff(self._xyz[rows] - point)
+        keep = dist <= radius
+        if allowed is not None or only_available:
+            record = self._record[rows]
+            if allowed is not None:
+                keep &= allowed[record["project"]]
+            if only_available:
+                keep &= record["free"] > 0
+        rows, dist = rows[keep], dist[keep]
+        if limit is not None and rows.size > limit:
+            # Only the nearest need sorting; `<=` keeps every tie at the cut-off distance.
+            near = dist <= np.partition(dist, limit - 1)[limit - 1]
+            rows, dist = rows[near], dist[near]
+        order = np.lexsort((rows, dist))[:limit]
+        return rows[order], dist[order].tolist()
+
+    def _hits(self, rows: npt.NDArray[np.intp], dist: list[float]) -> list[FeasibilityHit]:
+        """Materialise hits column by column (one numpy call per column, not per box)."""
+        if rows.size == 0:
+            return []
+        lat, lng = _geodetic_on_surface(self._xyz[rows])
+        record = self._record[rows]
+        columns = (
+            self._ids.take(rows),
+            self._names.take(rows),
+            self._project_objects[record["project"]].tolist(),
+            lat,
+            lng,
+            dist,
+            _STATUS_OBJECTS[record["status"]].tolist(),
+            *(record[name].tolist() for name in _PORT_FIELDS),
+        )
+        return list(map(FeasibilityHit._make, zip(*columns, strict=True)))
+
+
+def _nearest_per_segment(
+    seg: np.ndarray, rows: np.ndarray, dist: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per segment (query point): the smallest distance, ties by smallest row (= box id).
+
+    `seg` is non-decreasing (the flattened ball results in point order), so a linear pass
+    with `minimum.reduceat` replaces a sort over millions of candidates.
+    """
+    starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    seg_min = np.minimum.reduceat(dist, starts)
+    lengths = np.diff(np.r_[starts, seg.size])
+    at_min = dist == np.repeat(seg_min, lengths)
+    big = np.iinfo(np.intp).max
+    best_row = np.minimum.reduceat(np.where(at_min, rows, big), starts)
+    return seg[starts], best_row, seg_min
+
+
+class IndexHolder:
+    """The live index for the process; `swap`/`reload` replace it without blocking readers.
+
+    Readers take `holder.current` once per request and keep that reference, so a swap in the
+    middle of a request never mixes two snapshots. Reloads are serialised; the new index is
+    built aside and published with a single reference assignment.
+    """
+
+    def __init__(self, index: FeasibilityIndex | None = None) -> None:
+        self._index: FeasibilityIndex | None = None
+        self.generation = 0
+        self._reload_lock = threading.Lock()
+        if index is not None:
+            self._publish(index)
+
+    @property
+    def current(self) -> FeasibilityIndex:
+        index = self._index
+        if index is None:
+            raise FeasibilityUnavailable(
+                "the feasibility index is not loaded yet",
+                hint="run a network refresh (`erp-ozmap network refresh`) and try again",
+            )
+        return index
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    def swap(self, index: FeasibilityIndex) -> FeasibilityIndex | None:
+        """Publish `index`; return the one it replaces."""
+        with self._reload_lock:
+            return self._publish(index)
+
+    def reload(self, build: Callable[[], FeasibilityIndex]) -> FeasibilityIndex:
+        """Build a new index with `build()` (queries keep using the old one) and publish it.
+
+        If `build` raises, the old index stays in place and the error propagates.
+        """
+        with self._reload_lock:
+            index = build()
+            self._publish(index)
+            return index
+
+    def _publish(self, index: FeasibilityIndex) -> FeasibilityIndex | None:
+        if not isinstance(index, FeasibilityIndex):
+            raise TypeError(f"expected a FeasibilityIndex, got {type(index).__name__}")
+        old, self._index = self._index, index
+        self.generation += 1
+        return old

@@ -1,0 +1,120 @@
+"""Compact columns for the feasibility index: packed strings and a Z-curve point order.
+
+A million boxes kept as Python objects would cost several hundred MB; these keep the index
+within its budget (<= 100 MB per million boxes) while giving back plain `str`s per hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+_HEX_ID_LEN: Final = 24  # OZmap ids are Mongo ObjectIds: 24 lowercase hex digits
+_LOWER_HEX: Final = np.zeros(256, dtype=bool)
+_LOWER_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = True
+
+
+class StringColumn:
+    """Strings stored as bytes in one of three layouts, picked at build time.
+
+    - every value a 24-digit lowercase hex id → 12 raw bytes each (half the size);
+    - every value the same UTF-8 length → one fixed-width byte array;
+    - otherwise → one UTF-8 buffer plus offsets.
+    """
+
+    __slots__ = ("_ascii", "_buffer", "_fixed", "_hex", "_offsets")
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self._hex: npt.NDArray[np.uint8] | None = None
+        self._fixed: npt.NDArray[np.void] | None = None
+        self._buffer = b""
+        self._offsets: npt.NDArray[np.integer] | None = None
+        self._ascii = False
+        if not values:
+            self._offsets = np.zeros(1, dtype=np.int32)
+            return
+        joined = "".join(values)
+        if (
+            len(joined) == _HEX_ID_LEN * len(values)
+            and all(len(v) == _HEX_ID_LEN for v in values)
+            and _is_lower_hex(joined)
+        ):
+            raw = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8)
+            self._hex = raw.reshape(len(values), _HEX_ID_LEN // 2)
+            return
+        encoded = [v.encode("utf-8") for v in values]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        if lengths[0] > 0 and bool((lengths == lengths[0]).all()):
+            # Void dtype keeps trailing NUL bytes, unlike numpy's "S" strings.
+            width = int(lengths[0])
+            self._fixed = np.frombuffer(b"".join(encoded), dtype=f"V{width}")
+            self._ascii = joined.isascii()  # then one decode serves all rows
+            return
+        self._buffer = b"".join(encoded)
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        self._offsets = offsets.astype(np.int32) if offsets[-1] < 2**31 else offsets
+
+    def take(self, rows: npt.NDArray[np.intp]) -> list[str]:
+        """The strings at `rows`, in that order."""
+        if self._hex is not None:
+            text = self._hex[rows].tobytes().hex()
+            return [text[i : i + _HEX_ID_LEN] for i in range(0, len(text), _HEX_ID_LEN)]
+        if self._fixed is not None:
+            if self._ascii:
+                width = self._fixed.dtype.itemsize
+                text = self._fixed[rows].tobytes().decode("ascii")
+                return [text[i : i + width] for i in range(0, len(text), width)]
+            return [bytes(v).decode("utf-8") for v in self._fixed[rows].tolist()]
+        assert self._offsets is not None
+        buf = self._buffer
+        starts = self._offsets[rows].tolist()
+        ends = self._offsets[rows + 1].tolist()
+        return [buf[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)]
+
+    @property
+    def layout(self) -> str:
+        """ "hex", "fixed" or "offsets" (for diagnostics and tests)."""
+        if self._hex is not None:
+            return "hex"
+        return "fixed" if self._fixed is not None else "offsets"
+
+    @property
+    def nbytes(self) -> int:
+        if self._hex is not None:
+            return self._hex.nbytes
+        if self._fixed is not None:
+            return self._fixed.nbytes
+        assert self._offsets is not None
+        return len(self._buffer) + self._offsets.nbytes
+
+
+def _is_lower_hex(text: str) -> bool:
+    if not text.isascii():
+        return False
+    return bool(_LOWER_HEX[np.frombuffer(text.encode("ascii"), dtype=np.uint8)].all())
+
+
+def morton_order(
+    lat: npt.NDArray[np.float64],
+    lng: npt.NDArray[np.float64],
+    lat_range: tuple[float, float],
+    lng_range: tuple[float, float],
+) -> npt.NDArray[np.intp]:
+    """Order points along a Z-curve so consecutive queries touch neighbouring tree nodes."""
+    scale = 65535.0
+    qa = np.clip((lat - lat_range[0]) / (lat_range[1] - lat_range[0]) * scale, 0, scale)
+    qo = np.clip((lng - lng_range[0]) / (lng_range[1] - lng_range[0]) * scale, 0, scale)
+    code = _spread_bits(qa.astype(np.uint64)) | (_spread_bits(qo.astype(np.uint64)) << 1)
+    return np.argsort(code, kind="stable")
+
+
+def _spread_bits(v: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Insert a zero bit between each of the low 16 bits (Morton interleaving)."""
+    v = (v | (v << 8)) & 0x00FF00FF
+    v = (v | (v << 4)) & 0x0F0F0F0F
+    v = (v | (v << 2)) & 0x33333333
+    return (v | (v << 1)) & 0x55555555
