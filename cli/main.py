@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from sqlmodel import func, select
 
-from cli import database, service, simulator, users
+from cli import database, ops, reservations, service, simulator, users
 from cli.common import console, fail
 from config import get_settings
 
@@ -17,8 +17,13 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(users.units_app, name="units")
+app.add_typer(reservations.app, name="reservations")
+app.add_typer(reservations.requests_app, name="requests")
 app.command("api")(service.api)
 app.command("simulator")(simulator.simulator)
+app.command("demo")(ops.demo)
+app.command("serve")(ops.serve)
+app.command("bootstrap")(ops.bootstrap)
 
 
 @app.command("status")
