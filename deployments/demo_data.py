@@ -282,7 +282,10 @@ def _seed_customer(
     if scenario == "sale-only":
         return
     free = next(
-        (s.id, p.number) for s in box.splitters for p in s.ports if p.state is PortState.FREE
+        (s.splitter.id, p.number)
+        for s in box.splitters
+        for p in s.ports
+        if p.state is PortState.FREE
     )
     with session_factory() as session:
         reservation = reservations.reserve(
@@ -318,18 +321,19 @@ def _apply_step(
     session: Session, ozmap: OZmapClient, step: str, request_id: int, reservation_id: int,
     tech: str,
 ) -> None:  # fmt: skip
-    from domain import reservations
+    from domain import reservations, service_requests
 
     request = session.get(ServiceRequest, request_id)
     assert request is not None
     actor = _principal(session, tech)
     now = utcnow()
-    if step == "take":
-        _move_request(session, request, ServiceRequestStatus.IN_PROGRESS, actor, taken_at=now)
+    if step == "take":  # "apropriar-se" and start the work
+        service_requests.take(session, request_id, actor=actor)
+        service_requests.start(session, request_id, actor=actor)
     elif step == "close":
-        _move_request(session, request, ServiceRequestStatus.CLOSED, actor, closed_at=now)
+        service_requests.close(session, request_id, actor=actor)
     elif step == "finish":
-        _move_request(session, request, ServiceRequestStatus.FINISHED, actor, finished_at=now)
+        service_requests.finish(session, request_id, actor=actor)
     elif step == "activate":
         cables = ozmap.list_drop_cable_types()
         reservations.activate(
@@ -363,10 +367,8 @@ def _move_request(
     actor: Principal,
     **stamps: Any,
 ) -> None:
-    """Move a service request (the service desk's own operations when they exist)."""
+    """Cancel a service request (the service desk has no cancel operation of its own)."""
     before = audit.snapshot(request)
-    if status is ServiceRequestStatus.IN_PROGRESS:
-        request.assignee_id = actor.user_id
     request.status = status
     for key, value in stamps.items():
         setattr(request, key, value)
