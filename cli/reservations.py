@@ -1,0 +1,202 @@
+"""`erp-ozmap reservations ...` and `erp-ozmap requests ...`: ports and service requests.
+
+Commands act as the named local CLI admin, or with `--as USER` as that user (so ownership rules
+apply, e.g. a technician activating the port of the request they took). Like the API, each
+action commits, tries the immediate push to OZmap, then announces the change to Prefect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+
+import typer
+from rich.table import Table
+from sqlmodel import Session, select
+
+from cli.common import console, friendly_errors, print_json
+from config import get_settings
+from domain import cable_types, reservations, service_requests
+from domain.errors import NotFound
+from domain.users import Principal, cli_admin
+from models import AppUser, CancelScope, ServiceRequestStatus
+from models.db import get_engine, session_scope
+from ozmap.client import get_client
+
+app = typer.Typer(
+    help="Port reservations: reserve, show, activate, cancel; drop cable types.",
+    no_args_is_help=True,
+)
+requests_app = typer.Typer(
+    help="Service requests ('Solicitações'): list, take, start, close, finish.",
+    no_args_is_help=True,
+)
+
+AS_USER = typer.Option(None, "--as", help="act as this user (default: the local CLI admin)")
+
+
+@contextmanager
+def acting(as_user: str | None) -> Iterator[tuple[Session, Principal]]:
+    """A committed-on-success session acting as `as_user` or the CLI admin."""
+    with session_scope() as session:
+        yield session, principal_for(session, as_user)
+
+
+def principal_for(session: Session, username: str | None) -> Principal:
+    if not username:
+        return cli_admin(session)
+    user = session.exec(select(AppUser).where(AppUser.username == username)).first()
+    if user is None or not user.active:
+        raise NotFound(f"no active user {username!r}", field="--as", hint="see 'users list'")
+    return Principal(user_id=user.id, username=user.username, role=user.role)
+
+
+def _after_reservation_action(reservation_id: int, action: str, actor: str) -> None:
+    from service import events
+
+    reservations.push_pending(
+        reservation_id,
+        engine=get_engine(),
+        timeout=get_settings().ozmap_push_timeout_seconds,
+    )
+    with session_scope() as session:
+        view = reservations.get_reservation(session, reservation_id)
+    events.reservation_changed(
+        view.id, action=action, actor=actor, contract_id=view.contract_id,
+        status=view.status, sync_state=view.sync_state, pending_outbox=view.pending_outbox,
+    )  # fmt: skip
+    events.flush()
+    print_json(asdict(view))
+
+
+@app.command("reserve")
+@friendly_errors
+def reserve_cmd(
+    contract_id: int = typer.Argument(..., help="contract id"),
+    box: str = typer.Option(..., "--box", help="OZmap box (CTO) id"),
+    splitter: str | None = typer.Option(None, "--splitter", help="customer-facing splitter id"),
+    port: int | None = typer.Option(None, "--port", min=1, help="1-based port number"),
+    as_user: str | None = AS_USER,
+) -> None:
+    """Reserve a port (the first free one unless --splitter/--port) for a contract."""
+    with acting(as_user) as (session, actor):
+        r = reservations.reserve(
+            session, contract_id=contract_id, box_id=box, splitter_id=splitter, port=port,
+            actor=actor, ozmap=get_client(),
+        )  # fmt: skip
+        rid, who = r.id, actor.username
+    _after_reservation_action(rid, "reserve", who)  # type: ignore[arg-type]
+
+
+@app.command("show")
+@friendly_errors
+def show_cmd(reservation_id: int) -> None:
+    """Show a reservation with its sync state and outbox rows."""
+    with session_scope() as session:
+        view = reservations.get_reservation(session, reservation_id)
+    print_json(asdict(view))
+
+
+@app.command("activate")
+@friendly_errors
+def activate_cmd(
+    reservation_id: int,
+    cable: str = typer.Option(..., "--cable", help="drop cable type id or code (cable-types)"),
+    as_user: str | None = AS_USER,
+) -> None:
+    """Activate a reserved port ('Ativar reserva da porta') with a drop cable type."""
+    client = get_client()
+    with acting(as_user) as (session, actor):
+        r = reservations.activate(
+            session,
+            reservation_id,
+            cable_type_id=cable_types.resolve(client, cable),
+            actor=actor,
+            ozmap_cable_types=lambda: cable_types.offered_ids(client),
+        )
+        rid, who = r.id, actor.username
+    _after_reservation_action(rid, "activate", who)  # type: ignore[arg-type]
+
+
+@app.command("cancel")
+@friendly_errors
+def cancel_cmd(
+    reservation_id: int,
+    reason: str = typer.Option(..., "--reason", help="why (required)"),
+    scope: CancelScope = typer.Option(
+        CancelScope.ERP_AND_OZMAP,
+        "--scope",
+        help="erp_and_ozmap ('Cancelar reserva da porta') or erp_only ('Cancelar no ERP')",
+    ),
+    as_user: str | None = AS_USER,
+) -> None:
+    """Cancel a reservation in the ERP and OZmap, or in the ERP only."""
+    with acting(as_user) as (session, actor):
+        r = reservations.cancel(session, reservation_id, scope=scope, reason=reason, actor=actor)
+        rid, who = r.id, actor.username
+    _after_reservation_action(rid, f"cancel.{scope.value}", who)  # type: ignore[arg-type]
+
+
+@app.command("cable-types")
+@friendly_errors
+def cable_types_cmd() -> None:
+    """List the drop cable types OZmap offers."""
+    table = Table("id", "code", "description", "fibers")
+    for t in cable_types.drop_cable_types(get_client()):
+        table.add_row(t.id, t.code, t.description or "", str(t.fiber_number or ""))
+    console.print(table)
+
+
+@requests_app.command("list")
+@friendly_errors
+def list_requests_cmd(
+    status: ServiceRequestStatus | None = typer.Option(None, "--status"),
+    unit: str | None = typer.Option(None, "--unit", help="company unit ('Local') code"),
+    assignee: str | None = typer.Option(
+        None, "--assignee", help=f"username, or '{service_requests.UNASSIGNED}' for nobody"
+    ),
+    limit: int = typer.Option(50, "--limit", min=1, max=service_requests.MAX_LIMIT),
+    offset: int = typer.Option(0, "--offset", min=0),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """List service requests ('Solicitações - Listagem')."""
+    with session_scope() as session:
+        rows = service_requests.list_service_requests(
+            session, status=status, unit=unit, assignee=assignee, limit=limit, offset=offset
+        )
+    if as_json:
+        print_json([asdict(r) for r in rows])
+        return
+    table = Table("id", "contract", "unit", "customer", "status", "assignee", "reservation")
+    for r in rows:
+        res = f"{r.reservation_id} ({r.reservation_status})" if r.reservation_id else ""
+        table.add_row(
+            str(r.id), str(r.contract_id), r.unit, r.customer_name, r.status,
+            r.assignee or "", res,
+        )  # fmt: skip
+    console.print(table)
+
+
+def _request_command(name: str, fn: object, doc: str) -> None:
+    @requests_app.command(name, help=doc)
+    @friendly_errors
+    def command(request_id: int, as_user: str | None = AS_USER) -> None:
+        from service import events
+
+        with acting(as_user) as (session, actor):
+            view = fn(session, request_id, actor=actor)  # type: ignore[operator]
+        events.service_request_changed(
+            view.id, action=name, actor=actor.username, contract_id=view.contract_id,
+            status=view.status, assignee=view.assignee,
+        )  # fmt: skip
+        events.flush()
+        console.print(
+            f"service request {view.id}: {view.status}, owner {view.assignee or 'nobody'}"
+        )
+
+
+_request_command("take", service_requests.take, "Take ownership ('apropriar-se').")
+_request_command("start", service_requests.start, "Start work (in progress).")
+_request_command("close", service_requests.close, "Close ('Fechada').")
+_request_command("finish", service_requests.finish, "Finish ('Encerrada').")

@@ -1,0 +1,86 @@
+"""Prefect events after committed ERP actions: best effort, never blocking, never failing.
+
+`erp.reservation.changed` (resource `erp.reservation.<id>`) is what the bootstrap's automation
+listens to, to start the sync deployment at once instead of at the next minute. Emission runs
+in one background thread: the request never waits for Prefect, and nothing is sent when no
+Prefect API is configured (PREFECT_API_URL unset: an ephemeral server would take ~20 s to
+start for nothing). A lost event only costs latency: the sync also runs every minute.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RESERVATION_CHANGED = "erp.reservation.changed"
+SERVICE_REQUEST_CHANGED = "erp.service_request.changed"
+
+_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-events")
+
+
+def reservation_changed(reservation_id: int, *, action: str, actor: str, **payload: Any) -> None:
+    """Announce that a reservation changed (the sync automation's trigger)."""
+    _submit(
+        RESERVATION_CHANGED,
+        f"erp.reservation.{reservation_id}",
+        {"reservation_id": reservation_id, "action": action, "actor": actor, **payload},
+    )
+
+
+def service_request_changed(request_id: int, *, action: str, actor: str, **payload: Any) -> None:
+    _submit(
+        SERVICE_REQUEST_CHANGED,
+        f"erp.service_request.{request_id}",
+        {"service_request_id": request_id, "action": action, "actor": actor, **payload},
+    )
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait (bounded) until queued events are handed to Prefect and sent; for short-lived
+    processes such as the CLI."""
+    try:
+        _pool.submit(_drain_prefect_worker, timeout).result(timeout=timeout + 1)
+    except Exception:
+        log.debug("Prefect events not flushed", exc_info=True)
+
+
+def _submit(event: str, resource_id: str, payload: dict[str, Any]) -> None:
+    try:
+        _pool.submit(_emit, event, resource_id, payload)
+    except RuntimeError:  # interpreter shutting down
+        log.debug("event %s for %s dropped at shutdown", event, resource_id)
+
+
+def _emit(event: str, resource_id: str, payload: dict[str, Any]) -> None:
+    try:
+        from prefect.events import emit_event
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            log.debug("PREFECT_API_URL unset: event %s for %s not sent", event, resource_id)
+            return
+        emit_event(
+            event=event,
+            resource={"prefect.resource.id": resource_id},
+            payload={k: _plain(v) for k, v in payload.items()},
+        )
+    except Exception:
+        log.warning("could not emit Prefect event %s for %s", event, resource_id, exc_info=True)
+
+
+def _drain_prefect_worker(timeout: float) -> None:
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=timeout)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe payload values (enums as their value, datetimes as ISO text)."""
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
+        return value.value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
