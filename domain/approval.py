@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from config import get_settings
-from domain import audit
+from domain import audit, reservations
 from domain.audit import AUTOMATIC_ROUTINE
 from domain.errors import Conflict, DomainError, ExternalUnavailable, InvalidInput, NotFound
 from domain.parameters import billing_settings, find_drop_cable, integration_settings
@@ -55,10 +55,8 @@ from ozmap.models import CableType
 
 DEFAULT_CHUNK_SIZE = 500
 
-# Who acts when the scheduled routine approves and activates (ownership is not checked).
-AUTOMATIC_ROUTINE_PRINCIPAL = Principal(
-    user_id=None, username=AUTOMATIC_ROUTINE, role=UserRole.ADMIN
-)
+# Who acts when the scheduled routine activates a port (ownership is not checked).
+AUTOMATIC_ROUTINE_PRINCIPAL: Principal = reservations.AUTOMATIC_ROUTINE
 
 
 class Outcome(enum.StrEnum):
@@ -297,8 +295,6 @@ def _activation_blocker(plan: ApprovalPlan, reservation: PortReservation) -> str
 
 def _activate(session: Session, plan: ApprovalPlan, reservation: PortReservation) -> None:
     """Activate through the manual-activation path (same checks, same outbox row)."""
-    from domain import reservations  # the manual activation (issue 5)
-
     reservations.activate(
         session,
         reservation.id,
