@@ -1,0 +1,171 @@
+"""The feasibility map opened in headless Chromium, with no internet: markers must all render.
+
+The page and the vendored `service/static/` files are served by a small HTTP server on
+loopback; Chromium resolves no other host, so anything the page tried to fetch from a CDN
+would fail — only the background tiles are allowed to be missing.
+CI needs Debian's Chromium: `apt-get install -y chromium`.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from pyproj import Geod
+
+from domain.feasibility import BoxRecord, BoxStatus, FeasibilityIndex, RadiusPolicy
+from domain.feasibility_map import JQUERY_JS, LEAFLET_CSS, LEAFLET_JS, render_feasibility_map
+
+pytestmark = pytest.mark.browser
+
+STATIC_DIR = Path(__file__).resolve().parents[2] / "service" / "static"
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
+CENTRE = (-23.5505, -46.6333)
+GEOD = Geod(ellps="WGS84")
+
+
+class ElementCounter(HTMLParser):
+    """Counts elements by CSS class in a serialised DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_class: Counter[str] = Counter()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "class" and value:
+                self.by_class.update(set(value.split()))
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    requested: list[tuple[str, int]]
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.requested.append((self.path, int(code)))
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Path, list[tuple[str, int]]]]:
+    """Serve `tmp_path` (the page goes there) with `/static` → service/static, on loopback."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "static").symlink_to(STATIC_DIR, target_is_directory=True)
+    requested: list[tuple[str, int]] = []
+    handler = functools.partial(
+        type("Handler", (QuietHandler,), {"requested": requested}), directory=str(root)
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root, requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def dump_dom(url: str, profile: Path) -> str:
+    assert CHROMIUM is not None
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        # No internet: every host except loopback fails to resolve.
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def boxes() -> list[BoxRecord]:
+    """Boxes of every availability around the centre, plus one outside and one draft."""
+    specs = [
+        # (metres, azimuth, free, reserved, active, blocked, status)
+        (20, 0, 4, 0, 4, 0, BoxStatus.IMPLANTED),
+        (45, 60, 0, 2, 6, 0, BoxStatus.IMPLANTED),  # full
+        (70, 120, 0, 0, 0, 8, BoxStatus.IMPLANTED),  # blocked
+        (95, 180, 1, 0, 7, 0, BoxStatus.NOT_IMPLANTED),
+        (120, 240, 3, 1, 4, 0, BoxStatus.IMPLANTED),
+        (140, 300, 0, 0, 8, 0, BoxStatus.IMPLANTED),  # full
+        (140, 300, 5, 0, 3, 0, BoxStatus.IMPLANTED),  # same pole as the previous one
+        (60, 30, 8, 0, 0, 0, BoxStatus.DRAFT),  # never offered
+        (400, 90, 8, 0, 0, 0, BoxStatus.IMPLANTED),  # outside the radius
+    ]
+    records = []
+    for n, (metres, azimuth, free, reserved, active, blocked, status) in enumerate(specs):
+        lng, lat, _ = GEOD.fwd(CENTRE[1], CENTRE[0], azimuth, metres)
+        records.append(
+            BoxRecord(
+                id=f"{n:024x}",
+                name=f"CTO-{n:02d} `${{x}}` <b>São</b>",  # must come out as text
+                project_id="p1",
+                lat=float(lat),
+                lng=float(lng),
+                status=status,
+                ports_free=free,
+                ports_reserved=reserved,
+                ports_active=active,
+                ports_blocked=blocked,
+            )
+        )
+    return records
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)"
+)
+def test_map_shows_one_marker_per_box_plus_the_customer_without_internet(
+    site: tuple[str, Path, list[tuple[str, int]]], tmp_path: Path
+) -> None:
+    base_url, root, requested = site
+    index = FeasibilityIndex.from_boxes(boxes(), radius_policy=RadiusPolicy())
+    hits = index.query(*CENTRE, 150)
+    assert len(hits) == 7
+    page = render_feasibility_map(*CENTRE, 150, hits, static_url=f"{base_url}/static")
+    (root / "map.html").write_text(page, encoding="utf-8")
+
+    dom = dump_dom(f"{base_url}/map.html", tmp_path / "profile")
+
+    counter = ElementCounter()
+    counter.feed(dom)
+    classes = counter.by_class
+    assert classes["leaflet-container"] == 1, "Leaflet did not start"
+    assert classes["feasibility-box"] == len(hits)
+    assert classes["feasibility-box--available"] == 4
+    assert classes["feasibility-box--full"] == 2
+    assert classes["feasibility-box--blocked"] == 1
+    assert classes["leaflet-marker-icon"] == 1  # the customer
+    assert classes["feasibility-radius"] == 1
+    assert "7 box(es) within 150 m" in dom  # the legend
+    assert "<script>" not in dom.split("feasibility-legend")[1][:2000]
+    served = dict(requested)
+    for asset in (
+        LEAFLET_JS,
+        LEAFLET_CSS,
+        JQUERY_JS,
+        "vendor/leaflet-1.9.4/images/marker-icon.png",
+    ):
+        assert served.get(f"/static/{asset}") == 200, (asset, requested)
