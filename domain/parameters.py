@@ -219,8 +219,15 @@ def update_integration(
         row.auto_approval_cable_type_id = cable.id
         row.auto_approval_cable_type_name = _cable_label(cable)
     row.auto_activate_on_approval = bool(enable)
-    return _save(session, row, before, actor=actor, action="settings.integration.update",
-                 fields=_INTEGRATION_FIELDS, view=integration_view)  # fmt: skip
+    return _save(
+        session,
+        row,
+        before,
+        actor=actor,
+        action="settings.integration.update",
+        fields=_INTEGRATION_FIELDS,
+        view=integration_view,
+    )
 
 
 def update_billing(session: Session, data: BillingSettingsIn, *, actor: Principal) -> BillingView:
@@ -228,8 +235,15 @@ def update_billing(session: Session, data: BillingSettingsIn, *, actor: Principa
     row = billing_settings(session)
     before = audit.snapshot(row, _BILLING_FIELDS)
     row.contract_approval_trigger = data.contract_approval_trigger
-    return _save(session, row, before, actor=actor, action="settings.billing.update",
-                 fields=_BILLING_FIELDS, view=billing_view)  # fmt: skip
+    return _save(
+        session,
+        row,
+        before,
+        actor=actor,
+        action="settings.billing.update",
+        fields=_BILLING_FIELDS,
+        view=billing_view,
+    )
 
 
 _INTEGRATION_FIELDS = (
