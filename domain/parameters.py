@@ -204,7 +204,7 @@ def update_integration(
                 "automatic activation on approval needs a drop cable type, and none is set",
                 field="auto_approval_cable_type_id",
                 hint="send auto_approval_cable_type_id with one of OZmap's drop cable types "
-                "(GET /settings/cable-types or 'erp-ozmap settings cables')",
+                "(GET /cable-types or 'erp-ozmap settings cables')",
             )
         cables = live_drop_cables(cable_types)
         cable = find_drop_cable(cables, wanted)
