@@ -187,7 +187,10 @@ def serve_forever(
         f"{time.perf_counter() - t0:.1f} s"
     )
     echo(f"  URL:      http://{url_host}:{real_port}{API}")
-    echo(f"  API key:  send 'Authorization: <key>' (key set with --api-key, {len(api_key)} chars)")
+    if api_key == "sim-key":
+        echo("  API key:  sim-key (the default; choose one with --api-key)")
+    else:
+        echo("  API key:  the one given with --api-key, sent as 'Authorization: <key>'")
     echo(f"  admin:    http://{url_host}:{real_port}/__admin/state  /__admin/faults")
     if store:
         echo(f"  store:    {store}")
