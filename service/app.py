@@ -53,4 +53,8 @@ def create_app() -> FastAPI:
     from service import routes_customers
 
     app.include_router(routes_customers.router)
+    from service import routes_reservations, routes_service_requests
+
+    app.include_router(routes_reservations.router)
+    app.include_router(routes_service_requests.router)
     return app

@@ -1,0 +1,153 @@
+"""Port reservation, activation and cancellation; the drop cable types OZmap offers.
+
+Each action commits first (the ERP never loses it), then tries to deliver its outbox rows to
+OZmap at once within OZMAP_PUSH_TIMEOUT_SECONDS, then announces the change to Prefect; the
+answer carries the sync state as it stands after that attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from config import get_settings
+from domain import cable_types, reservations
+from domain.users import Principal
+from models import CancelScope, PortReservation, UserRole
+from models.db import get_engine
+from ozmap.client import OZmapClient, get_client
+from service import events
+from service.auth import db_session, require_role
+
+router = APIRouter(tags=["port reservation"])
+
+_ANY_ROLE = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)
+
+
+def ozmap_client() -> OZmapClient:
+    """The process-wide OZmap client (OZMAP_URL, OZMAP_API_KEY); a dependency tests can follow."""
+    return get_client()
+
+
+class ReserveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    contract_id: int = Field(gt=0)
+    box_id: str = Field(min_length=1, max_length=32, description="OZmap box (CTO) id")
+    splitter_id: str | None = Field(
+        default=None, min_length=1, max_length=32, description="customer-facing splitter id"
+    )
+    port: int | None = Field(default=None, ge=1, description="1-based port number")
+
+
+class ActivateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    cable_type_id: str = Field(
+        min_length=1, max_length=32, description="a drop cable type id from GET /cable-types"
+    )
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: CancelScope = Field(
+        description="erp_and_ozmap ('Cancelar reserva da porta') or erp_only ('Cancelar no "
+        "ERP reserva da porta')"
+    )
+    reason: str = Field(max_length=500, description="why; required, not blank")
+
+
+@router.post("/reservations", status_code=201)
+def create_reservation(
+    body: ReserveIn,
+    session: Session = Depends(db_session),
+    principal: Principal = Depends(require_role(UserRole.SELLER)),
+    ozmap: OZmapClient = Depends(ozmap_client),
+) -> dict[str, Any]:
+    reservation = reservations.reserve(
+        session,
+        contract_id=body.contract_id,
+        box_id=body.box_id,
+        splitter_id=body.splitter_id,
+        port=body.port,
+        actor=principal,
+        ozmap=ozmap,
+    )
+    return _after_action(session, reservation, "reserve", principal)
+
+
+@router.get("/reservations/{reservation_id}")
+def get_reservation(
+    reservation_id: int,
+    session: Session = Depends(db_session),
+    _: Principal = Depends(require_role(*_ANY_ROLE)),
+) -> dict[str, Any]:
+    return asdict(reservations.get_reservation(session, reservation_id))
+
+
+@router.post("/reservations/{reservation_id}/activate")
+def activate_reservation(
+    reservation_id: int,
+    body: ActivateIn,
+    session: Session = Depends(db_session),
+    principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
+    ozmap: OZmapClient = Depends(ozmap_client),
+) -> dict[str, Any]:
+    reservation = reservations.activate(
+        session,
+        reservation_id,
+        cable_type_id=body.cable_type_id,
+        actor=principal,
+        ozmap_cable_types=lambda: cable_types.offered_ids(ozmap),
+    )
+    return _after_action(session, reservation, "activate", principal)
+
+
+@router.post("/reservations/{reservation_id}/cancel")
+def cancel_reservation(
+    reservation_id: int,
+    body: CancelIn,
+    session: Session = Depends(db_session),
+    principal: Principal = Depends(require_role(UserRole.SELLER, UserRole.TECHNICIAN)),
+) -> dict[str, Any]:
+    reservation = reservations.cancel(
+        session, reservation_id, scope=body.scope, reason=body.reason, actor=principal
+    )
+    return _after_action(session, reservation, f"cancel.{body.scope.value}", principal)
+
+
+@router.get("/cable-types")
+def list_cable_types(
+    _: Principal = Depends(require_role(*_ANY_ROLE)),
+    ozmap: OZmapClient = Depends(ozmap_client),
+) -> list[dict[str, Any]]:
+    """Drop cable types OZmap offers ("Cabo"), for activation and the automatic-approval cable."""
+    return [asdict(v) for v in cable_types.views(cable_types.drop_cable_types(ozmap))]
+
+
+def _after_action(
+    session: Session, reservation: PortReservation, action: str, principal: Principal
+) -> dict[str, Any]:
+    """Commit, try the immediate push, announce the change; the view after all that."""
+    session.commit()
+    reservations.push_pending(
+        reservation.id,  # type: ignore[arg-type]
+        engine=get_engine(),
+        timeout=get_settings().ozmap_push_timeout_seconds,
+    )
+    view = reservations.get_reservation(session, reservation.id)  # type: ignore[arg-type]
+    events.reservation_changed(
+        view.id,
+        action=action,
+        actor=principal.username,
+        contract_id=view.contract_id,
+        status=view.status,
+        sync_state=view.sync_state,
+        pending_outbox=view.pending_outbox,
+    )
+    return asdict(view)
