@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from sqlmodel import func, select
 
-from cli import database, ops, reservations, service, simulator, users
+from cli import approval, database, ops, reservations, service, settings, simulator, users
 from cli.common import console, fail
 from config import get_settings
 
@@ -19,6 +19,8 @@ app.add_typer(users.app, name="users")
 app.add_typer(users.units_app, name="units")
 app.add_typer(reservations.app, name="reservations")
 app.add_typer(reservations.requests_app, name="requests")
+app.add_typer(settings.app, name="settings")
+app.add_typer(approval.app, name="approval")
 app.command("api")(service.api)
 app.command("simulator")(simulator.simulator)
 app.command("demo")(ops.demo)
