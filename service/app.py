@@ -53,6 +53,10 @@ def create_app() -> FastAPI:
     from service import routes_customers
 
     app.include_router(routes_customers.router)
+    from service import routes_contracts, routes_settings
+
+    app.include_router(routes_settings.router)
+    app.include_router(routes_contracts.router)
     from service import routes_reservations, routes_service_requests
 
     app.include_router(routes_reservations.router)
