@@ -44,9 +44,12 @@ CODE_MODELS: dict[int, str] = {v: k for k, v in MODEL_CODES.items()}
 CREATED_BASE = 1 << 40
 
 
+_ID_PREFIX: dict[str, str] = {m: f"65{c:02x}0000" for m, c in MODEL_CODES.items()}
+
+
 def make_id(model: str, n: int) -> str:
     """24-hex object id (Mongo ObjectId look-alike): model tag + sequence number."""
-    return f"65{MODEL_CODES[model]:02x}0000{n:016x}"
+    return _ID_PREFIX[model] + format(n, "016x")
 
 
 def parse_id(value: Any) -> tuple[str, int] | None:

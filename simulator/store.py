@@ -137,6 +137,8 @@ class Store:
             else np.zeros(0, dtype=np.int64)
         )
         self.cols: dict[str, Collection] = {}
+        # Built objects may share nested read-only parts; every write deep-copies first.
+        self._ports_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
 
         def static(items: list[dict[str, Any]]) -> Callable[[int], dict[str, Any]]:
             return lambda i: items[i]
@@ -401,7 +403,6 @@ class Store:
                 k += 1
             else:
                 output.append(None)
-        att = net.splitter_types[t]["attenuation"][0]
         return {
             "id": make_id("splitters", s),
             "kind": "Splitter",
@@ -414,16 +415,25 @@ class Store:
             "implanted": bool(net.box_implanted[b]),
             "splitterType": self._spltype_ids[t],
             "ratio": {"input": 1, "output": out},
-            "attenuation": [att] * out,
+            "attenuation": net.splitter_types[t]["attenuation"],
             "connectables": {"input": [None], "output": output},
-            "ports": [
-                {"index": p + 1, "blocked": bool(blk >> p & 1), "tags": [], "observation": ""}
-                for p in range(out)
-            ],
+            "ports": self._ports(out, blk),
             "observation": "",
             "createdAt": BASE_TIME,
             "updatedAt": BASE_TIME,
         }
+
+    def _ports(self, out: int, blocked: int) -> list[dict[str, Any]]:
+        """The ports list for (size, blocked mask), shared between objects: read-only."""
+        key = (out, blocked)
+        ports = self._ports_cache.get(key)
+        if ports is None:
+            ports = [
+                {"index": p + 1, "blocked": bool(blocked >> p & 1), "tags": [], "observation": ""}
+                for p in range(out)
+            ]
+            self._ports_cache[key] = ports
+        return ports
 
     def _prop_place(self, k: int) -> tuple[int, int, int, float, float]:
         """(splitter, port, box, lng, lat) of generated property k."""
