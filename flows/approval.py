@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
@@ -27,6 +28,8 @@ REPORT_KEY = "contract-approval-report"
 SUMMARY_KEY = "contract-approval-summary"
 CHUNK_SIZE = approval.DEFAULT_CHUNK_SIZE
 PARALLEL_CHUNKS = 4
+# The event the sync deployment's trigger listens to (deployments/registry.py).
+RESERVATION_CHANGED_EVENT = "erp.reservation.changed"
 
 
 class ContractApprovalFailed(RuntimeError):
@@ -94,6 +97,8 @@ def approve_contracts(
             report.results.extend(approval.chunk_failed(chunk, exc))
     _publish(report)
     logger.info(report.summary())
+    if report.count(approval.Outcome.ACTIVATED) and not dry_run:
+        _announce_activations(report)
     if report.failed:
         shown = ", ".join(str(r.contract_id) for r in report.failed[:20])
         raise ContractApprovalFailed(
@@ -118,6 +123,20 @@ def _publish(report: approval.ApprovalReport) -> None:
         ),
         description=summary,
     )
+
+
+def _announce_activations(report: approval.ApprovalReport) -> None:
+    """One event starts the outbox sync now instead of at its next minute (best effort)."""
+    from prefect.runtime import flow_run
+
+    try:
+        emit_event(
+            event=RESERVATION_CHANGED_EVENT,
+            resource={"prefect.resource.id": f"erp.approval.{flow_run.id}"},
+            payload={"action": "activate", "activated": report.count(approval.Outcome.ACTIVATED)},
+        )
+    except Exception as exc:  # the scheduled sync delivers anyway
+        get_run_logger().warning("could not announce the activations: %s", exc)
 
 
 def _publish_failure_before_start(exc: Exception) -> None:
