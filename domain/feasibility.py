@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from itertools import chain, compress
+from itertools import chain, compress, pairwise
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 import numpy as np
@@ -84,7 +84,7 @@ class BoxStatus(StrEnum):
 
 # A box's status is stored as its position in this (sorted) tuple.
 _STATUS_BY_CODE: Final = tuple(sorted(BoxStatus, key=lambda s: s.value))
-_STATUS_VALUES_SORTED: Final = np.array([s.value for s in _STATUS_BY_CODE])
+_DRAFT_CODE: Final = _STATUS_BY_CODE.index(BoxStatus.DRAFT)
 _STATUS_OBJECTS: Final = np.array(_STATUS_BY_CODE, dtype=object)
 
 
@@ -284,6 +284,42 @@ class CoverageResult:
     boxes_with_free_ports_within: npt.NDArray[np.int64]
 
 
+def _status_codes(statuses: Sequence[BoxStatus | str]) -> npt.NDArray[np.int8]:
+    code_of = {status.value: code for code, status in enumerate(_STATUS_BY_CODE)}
+    try:  # BoxStatus members hash like their values, so one dict serves both
+        return np.fromiter((code_of[s] for s in statuses), dtype=np.int8, count=len(statuses))
+    except KeyError as exc:
+        raise ValueError(
+            f"unknown box status {exc.args[0]!r}; expected one of {sorted(code_of)}"
+        ) from None
+
+
+def _check_unique(sorted_ids: StringColumn) -> None:
+    values = sorted_ids.take(np.arange(len(sorted_ids), dtype=np.intp))
+    repeated = sorted({a for a, b in pairwise(values) if a == b})
+    if repeated:
+        raise ValueError(f"box ids must be unique; repeated: {repeated[:5]}")
+
+
+def _project_codes(
+    project_ids: Sequence[str], kept: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.uint16], tuple[str, ...]]:
+    """Small integer codes for the projects of the kept rows, numbered in sorted order."""
+    first_seen: dict[str, int] = {}
+    raw = np.fromiter(
+        (first_seen.setdefault(project_ids[i], len(first_seen)) for i in kept.tolist()),
+        dtype=np.int64,
+        count=kept.size,
+    )
+    if len(first_seen) > _MAX_PROJECTS:
+        raise ValueError(f"at most {_MAX_PROJECTS} projects per index (got {len(first_seen)})")
+    projects = tuple(sorted(first_seen))
+    remap = np.empty(len(first_seen), dtype=np.uint16)
+    for code, project in enumerate(projects):
+        remap[first_seen[project]] = code
+    return remap[raw], projects
+
+
 class FeasibilityIndex:
     """Immutable in-memory radius index over the offered boxes (drafts are left out)."""
 
@@ -311,62 +347,49 @@ class FeasibilityIndex:
         """
         self.radius_policy = radius_policy or RadiusPolicy.from_settings()
         self.built_at = datetime.now(UTC)
-        id_arr = np.asarray(ids, dtype=np.str_).reshape(-1)
-        n = id_arr.size
+        n = len(ids)
         lat = np.asarray(lats, dtype=np.float64).reshape(-1)
         lng = np.asarray(lngs, dtype=np.float64).reshape(-1)
-        status_arr = np.asarray(statuses, dtype=np.str_).reshape(-1)
         ports = [
             np.asarray(c, dtype=np.int64).reshape(-1)
             for c in (ports_free, ports_reserved, ports_active, ports_occupied, ports_blocked)
         ]
-        sizes = {len(names), len(project_ids), lat.size, lng.size, status_arr.size}
+        sizes = {len(names), len(project_ids), len(statuses), lat.size, lng.size}
         sizes |= {c.size for c in ports}
         if sizes - {n}:
             raise ValueError(f"box columns must all have {n} rows (got sizes {sorted(sizes)})")
         for name, column in zip(_PORT_FIELDS, ports, strict=True):
             if column.size and (column.min() < 0 or column.max() > _MAX_PORTS):
                 raise ValueError(f"ports_{name} must be between 0 and {_MAX_PORTS}")
-        known = np.isin(status_arr, [s.value for s in BoxStatus])
-        if not known.all():
-            raise ValueError(
-                f"unknown box status {status_arr[~known][0]!r}; "
-                f"expected one of {[s.value for s in BoxStatus]}"
-            )
+        status_codes = _status_codes(statuses)
 
         # Drafts are never offered; boxes without usable coordinates cannot be located.
         located = in_brazil(lat, lng)
-        offered = located & (status_arr != BoxStatus.DRAFT.value)
-        self.skipped_without_location: tuple[str, ...] = tuple(id_arr[~located].tolist())
+        offered = located & (status_codes != _DRAFT_CODE)
+        self.skipped_without_location: tuple[str, ...] = tuple(
+            ids[i] for i in np.flatnonzero(~located).tolist()
+        )
         self.skipped_drafts = int((located & ~offered).sum())
 
         # Rows sorted by id, so that the row number breaks distance ties by box id.
         kept = np.flatnonzero(offered)
-        kept = kept[np.argsort(id_arr[kept], kind="stable")]
-        kept_ids = id_arr[kept]
-        repeated = kept_ids[1:][kept_ids[1:] == kept_ids[:-1]]
-        if repeated.size:
-            raise ValueError(f"box ids must be unique; repeated: {repeated[:5].tolist()}")
+        unsorted_ids = StringColumn([ids[i] for i in kept.tolist()])
+        order = unsorted_ids.argsort()
+        kept = kept[order]
+        self._ids = unsorted_ids.permuted(order)
+        del unsorted_ids
+        _check_unique(self._ids)
 
-        projects, project_codes = np.unique(
-            np.asarray(project_ids, dtype=np.str_).reshape(-1)[kept], return_inverse=True
-        )
-        if projects.size > _MAX_PROJECTS:
-            raise ValueError(f"at most {_MAX_PROJECTS} projects per index (got {projects.size})")
+        project_codes, self._projects = _project_codes(project_ids, kept)
         record = np.empty(kept.size, dtype=_RECORD)
         for name, column in zip(_PORT_FIELDS, ports, strict=True):
             record[name] = column[kept]
-        record["status"] = np.searchsorted(_STATUS_VALUES_SORTED, status_arr[kept])
+        record["status"] = status_codes[kept]
         record["project"] = project_codes
-
+        self._record = record
+        self._names = StringColumn([names[i] for i in kept.tolist()])
         self._xyz = np.ascontiguousarray(to_ecef(lat[kept], lng[kept]).reshape(-1, 3))
         self._tree = cKDTree(self._xyz, leafsize=leafsize, copy_data=False, balanced_tree=False)
-        self._record = record
-        self._ids = StringColumn(kept_ids.tolist())
-        del kept_ids, id_arr
-        names_arr = np.asarray(names, dtype=object).reshape(-1)
-        self._names = StringColumn(names_arr[kept].tolist())
-        self._projects: tuple[str, ...] = tuple(projects.tolist())
         self._project_code_of = {p: i for i, p in enumerate(self._projects)}
         self._project_objects = np.array(self._projects, dtype=object)
 

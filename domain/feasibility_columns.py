@@ -7,6 +7,7 @@ within its budget (<= 100 MB per million boxes) while giving back plain `str`s p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 from typing import Final
 
 import numpy as np
@@ -33,41 +34,70 @@ class StringColumn:
         self._buffer = b""
         self._offsets: npt.NDArray[np.integer] | None = None
         self._ascii = False
-        if not values:
+        n = len(values)
+        if n == 0:
             self._offsets = np.zeros(1, dtype=np.int32)
             return
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
         joined = "".join(values)
-        if (
-            len(joined) == _HEX_ID_LEN * len(values)
-            and all(len(v) == _HEX_ID_LEN for v in values)
-            and _is_lower_hex(joined)
-        ):
-            raw = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8)
-            self._hex = raw.reshape(len(values), _HEX_ID_LEN // 2)
-            return
-        encoded = [v.encode("utf-8") for v in values]
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        if lengths[0] > 0 and bool((lengths == lengths[0]).all()):
+        if joined.isascii():  # the common case: no per-string encoding needed
+            buffer = joined.encode("ascii")
+            if lengths.min() == lengths.max() == _HEX_ID_LEN and _is_lower_hex(buffer):
+                raw = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8)
+                self._hex = raw.reshape(n, _HEX_ID_LEN // 2)
+                return
+            self._ascii = True
+        else:
+            encoded = [v.encode("utf-8") for v in values]
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+            buffer = b"".join(encoded)
+        if lengths.min() == lengths.max() > 0:
             # Void dtype keeps trailing NUL bytes, unlike numpy's "S" strings.
-            width = int(lengths[0])
-            self._fixed = np.frombuffer(b"".join(encoded), dtype=f"V{width}")
-            self._ascii = joined.isascii()  # then one decode serves all rows
+            self._fixed = np.frombuffer(buffer, dtype=f"V{int(lengths[0])}")
             return
-        self._buffer = b"".join(encoded)
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        self._buffer = buffer
+        offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         self._offsets = offsets.astype(np.int32) if offsets[-1] < 2**31 else offsets
+
+    def __len__(self) -> int:
+        if self._hex is not None:
+            return len(self._hex)
+        if self._fixed is not None:
+            return len(self._fixed)
+        assert self._offsets is not None
+        return len(self._offsets) - 1
+
+    def argsort(self) -> npt.NDArray[np.intp]:
+        """Row order that sorts the strings as Python does (code point order)."""
+        if self._hex is not None:
+            # Lowercase hex sorts like the big-endian number it spells: two integer keys.
+            high = np.ascontiguousarray(self._hex[:, :8]).view(">u8").ravel()
+            low = np.ascontiguousarray(self._hex[:, 8:]).view(">u4").ravel()
+            return np.lexsort((low, high))
+        values = self.take(np.arange(len(self), dtype=np.intp))
+        return np.array(sorted(range(len(values)), key=values.__getitem__), dtype=np.intp)
+
+    def permuted(self, order: npt.NDArray[np.intp]) -> StringColumn:
+        """A new column holding the rows in `order`."""
+        if self._hex is None and self._fixed is None:
+            return StringColumn(self.take(order))
+        column = object.__new__(StringColumn)
+        column._hex = None if self._hex is None else self._hex[order]
+        column._fixed = None if self._fixed is None else self._fixed[order]
+        column._buffer = b""
+        column._offsets = None
+        column._ascii = self._ascii
+        return column
 
     def take(self, rows: npt.NDArray[np.intp]) -> list[str]:
         """The strings at `rows`, in that order."""
         if self._hex is not None:
-            text = self._hex[rows].tobytes().hex()
-            return [text[i : i + _HEX_ID_LEN] for i in range(0, len(text), _HEX_ID_LEN)]
+            return _split(self._hex[rows].tobytes().hex(), _HEX_ID_LEN, len(rows))
         if self._fixed is not None:
             if self._ascii:
-                width = self._fixed.dtype.itemsize
                 text = self._fixed[rows].tobytes().decode("ascii")
-                return [text[i : i + width] for i in range(0, len(text), width)]
+                return _split(text, self._fixed.dtype.itemsize, len(rows))
             return [bytes(v).decode("utf-8") for v in self._fixed[rows].tolist()]
         assert self._offsets is not None
         buf = self._buffer
@@ -92,10 +122,21 @@ class StringColumn:
         return len(self._buffer) + self._offsets.nbytes
 
 
-def _is_lower_hex(text: str) -> bool:
-    if not text.isascii():
-        return False
-    return bool(_LOWER_HEX[np.frombuffer(text.encode("ascii"), dtype=np.uint8)].all())
+_SLICES: dict[int, list[slice]] = {}
+
+
+def _split(text: str, width: int, count: int) -> list[str]:
+    """`text` cut into `count` pieces of `width` characters (slice objects are reused)."""
+    slices = _SLICES.get(width, [])
+    if len(slices) < count:
+        size = max(count, 2 * len(slices), 64)
+        slices = [slice(i * width, (i + 1) * width) for i in range(size)]
+        _SLICES[width] = slices  # replaced whole, never mutated: safe for other threads
+    return list(map(text.__getitem__, islice(slices, count)))
+
+
+def _is_lower_hex(ascii_bytes: bytes) -> bool:
+    return bool(_LOWER_HEX[np.frombuffer(ascii_bytes, dtype=np.uint8)].all())
 
 
 def morton_order(
