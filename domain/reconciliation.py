@@ -104,6 +104,11 @@ CLASSES: dict[DiscrepancyClass, ClassInfo] = {
 }
 REPAIRABLE: frozenset[DiscrepancyClass] = frozenset(k for k, v in CLASSES.items() if v.repairable)
 
+# Client codes the ERP issues (``domain.reservations``: ``ERP-<contract>-<n>``). An OZmap
+# client with such a code that no reservation knows is an orphan; other codes (clients
+# documented in OZmap outside the ERP) are counted, not reported one by one.
+ERP_CODE_PREFIX = "ERP-"
+
 
 # --- the two sides ---------------------------------------------------------------------------
 

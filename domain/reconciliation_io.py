@@ -36,6 +36,7 @@ from domain.errors import Conflict, InvalidInput, NotFound
 from domain.outbox import enqueue
 from domain.reconciliation import (
     CLASSES,
+    ERP_CODE_PREFIX,
     DiscrepancyClass,
     ErpSide,
     Finding,
@@ -190,6 +191,15 @@ def _erp_tuple(r: ErpSide) -> tuple[Any, ...]:
         r.cable_type_id,
         int(r.in_flight),
     )
+
+
+def new_workdir() -> str:
+    """A private directory for a run's read model (the flow passes its path to the tasks)."""
+    return tempfile.mkdtemp(prefix="erp-ozmap-reconcile-")
+
+
+def remove_workdir(path: str | Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class ReadModel:
@@ -480,14 +490,16 @@ def _list_request(model: str, flt: Any) -> Any:
     return ops.Request("GET", model, params=params, context=f"count {model}")
 
 
-async def estimate_rows_async(client: AsyncOZmapClient, project_ids: Sequence[str]) -> int:
-    """Rows a scan of these projects will read (for progress), two small calls per project."""
-    total = 0
+async def estimate_rows_async(
+    client: AsyncOZmapClient, project_ids: Sequence[str]
+) -> dict[str, int]:
+    """Rows a scan of each project will read (for progress): two small calls per project."""
+    out = {}
     for pid in project_ids:
         spl = combine(F("project") == pid, F("isDrop") == True)  # noqa: E712
-        total += await _total(client, "splitters", spl)
-        total += await _total(client, "properties", F("project") == pid)
-    return total
+        out[pid] = await _total(client, "splitters", spl)
+        out[pid] += await _total(client, "properties", F("project") == pid)
+    return out
 
 
 async def _total(client: AsyncOZmapClient, model: str, flt: Any) -> int:
@@ -499,7 +511,39 @@ ClientFactory = Callable[[], AsyncOZmapClient]
 
 
 def default_client_factory() -> AsyncOZmapClient:
-    return AsyncOZmapClient.from_settings(concurrency=PAGE_CONCURRENCY)
+    """The configured OZmap, read with more retries than a write would get (reads are safe)."""
+    return AsyncOZmapClient.from_settings(concurrency=PAGE_CONCURRENCY, max_retries=6)
+
+
+def estimate_rows(
+    project_ids: Sequence[str], *, client_factory: ClientFactory = default_client_factory
+) -> dict[str, int]:
+    """Blocking :func:`estimate_rows_async` with its own client."""
+
+    async def run() -> dict[str, int]:
+        async with client_factory() as client:
+            return await estimate_rows_async(client, project_ids)
+
+    return asyncio.run(run())
+
+
+def scan_project(
+    model: ReadModel,
+    project_id: str,
+    *,
+    client_factory: ClientFactory = default_client_factory,
+    page_size: int = PAGE_SIZE,
+    on_rows: Callable[[int], None] | None = None,
+) -> ProjectScan:
+    """Blocking :func:`scan_project_async` with its own client (one Prefect task per project)."""
+
+    async def run() -> ProjectScan:
+        async with client_factory() as client:
+            return await scan_project_async(
+                client, model, project_id, page_size=page_size, on_rows=on_rows
+            )
+
+    return asyncio.run(run())
 
 
 def scan_projects(
@@ -517,26 +561,42 @@ def scan_projects(
         done_before = model.scanned_projects() if skip_scanned else set()
         todo = [p for p in project_ids if p not in done_before]
         async with client_factory() as client:
-            total = max(1, await estimate_rows_async(client, todo)) if todo else 1
-            seen = 0
-            last = 0.0
-
-            def on_rows(n: int) -> None:
-                nonlocal seen, last
-                seen += n
-                now = time.monotonic()
-                if now - last >= 0.5:
-                    last = now
-                    progress(min(seen / total, 1.0), f"read {seen:,} of ~{total:,} OZmap rows")
-
+            total = max(1, sum((await estimate_rows_async(client, todo)).values()))
+            counter = RowCounter(total, progress)
             out = []
             for pid in todo:
-                out.append(await scan_project_async(client, model, pid, page_size=page_size,
-                                                    on_rows=on_rows))  # fmt: skip
-            progress(1.0, f"read {seen:,} OZmap rows from {len(todo)} project(s)")
+                out.append(
+                    await scan_project_async(
+                        client, model, pid, page_size=page_size, on_rows=counter
+                    )
+                )
+            progress(1.0, f"read {counter.seen:,} OZmap rows from {len(todo)} project(s)")
             return out
 
     return asyncio.run(run())
+
+
+class RowCounter:
+    """Counts rows read and reports progress at most every ``every`` seconds."""
+
+    def __init__(
+        self, total: int, progress: Progress, *, seen: int = 0, every: float = 0.5
+    ) -> None:
+        self.total = max(1, total)
+        self.progress = progress
+        self.seen = seen
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, n: int) -> None:
+        self.seen += n
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.progress(
+                min(self.seen / self.total, 1.0),
+                f"read {self.seen:,} of ~{self.total:,} OZmap rows",
+            )
 
 
 # --- reading the ERP -------------------------------------------------------------------------
@@ -1008,7 +1068,7 @@ def reconcile(
     mode: ReconciliationMode | str = ReconciliationMode.REPORT,
     units: Sequence[str] | None = None,
     projects: Sequence[str] | None = None,
-    code_prefix: str | None = None,
+    code_prefix: str | None = ERP_CODE_PREFIX,
     client_factory: ClientFactory = default_client_factory,
     page_size: int = PAGE_SIZE,
     progress: Progress = _no_progress,
