@@ -496,22 +496,22 @@ def require_single_drop_splitter(splitters: Sequence[Splitter], box_id: str) -> 
 
 # --- cable types ---------------------------------------------------------------------------
 
-_DROP_WORD = re.compile(r"\bdrop\b|drop", re.IGNORECASE)
+_DROP_WORD = re.compile(r"drop", re.IGNORECASE)
 
 
-def is_drop_cable_type(ct: CableType, project_defaults: set[str]) -> bool:
-    """[I] OZmap has no documented "drop" flag on cable types.
+def is_drop_cable_type(ct: CableType, project_defaults: set[str], *, flagged: bool) -> bool:
+    """[I] OZmap documents no "drop" flag on cable types.
 
-    A type counts as a drop cable when it is some project's default drop cable type, carries an
-    explicit marker (``isDrop``/``drop: true``/``kind == "Drop"``), or says "drop" in its
-    code/description.
+    When the tenant sends ``isDrop`` on its types (``flagged``), that flag decides; otherwise a
+    type counts as a drop cable when it is some project's default drop cable type, says
+    ``kind == "Drop"``, or says "drop" in its code/description.
     """
+    if flagged:
+        return bool(ct.is_drop)
     if ct.id in project_defaults:
         return True
     extra = ct.model_extra or {}
-    if extra.get("isDrop") is True or extra.get("drop") is True:
-        return True
-    if str(extra.get("kind", "")).lower() == "drop" or str(extra.get("type", "")).lower() == "drop":
+    if str(extra.get("kind", "")).lower() == "drop" or extra.get("drop") is True:
         return True
     return bool(_DROP_WORD.search(f"{ct.code} {ct.description or ''}"))
 

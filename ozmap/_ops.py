@@ -154,7 +154,8 @@ def snapshot_page(boxes: Sequence[Box]) -> Op[list[BoxSnapshot]]:
     ids = [b.id for b in boxes]
     results = yield _rows_in("splitters", "parent", ids, F("isDrop") == True)  # noqa: E712
     splitters = [Splitter.model_validate(r) for r in _flat(results)]
-    busy = {s.parent for s in splitters if s.id in set(core.occupied_splitter_ids(splitters))}
+    occupied = set(core.occupied_splitter_ids(splitters))
+    busy = {s.parent for s in splitters if s.id in occupied}
     props: list[Property] = []
     if busy:
         results = yield _rows_in(
@@ -238,7 +239,8 @@ def list_drop_cable_types() -> Op[list[CableType]]:
     types_rows, project_rows = yield Gather((Rows("cable-types"), Rows("projects")))
     types = [CableType.model_validate(r) for r in types_rows]
     defaults = core.drop_defaults(Project.model_validate(r) for r in project_rows)
-    drops = [t for t in types if core.is_drop_cable_type(t, defaults)]
+    flagged = any(t.is_drop is not None for t in types)
+    drops = [t for t in types if core.is_drop_cable_type(t, defaults, flagged=flagged)]
     # A tenant without any recognisable marker still needs a choice: offer every type.
     return sorted(drops or types, key=lambda t: (t.code, t.id))
 

@@ -4,6 +4,10 @@ Coordinates are converted here, once: OZmap's ``coords`` is GeoJSON order ``[lng
 model exposes ``lat`` and ``lng`` floats instead and drops ``coords`` so nobody reads it twice.
 References (``project``, ``parent``, ``box``, ``drop``...) arrive as an id or as a populated
 object; both become the id string.
+
+Unknown fields never fail validation. The bulk models (boxes, splitters, properties, cables),
+read by the hundred thousand, ignore them (keeping them costs ~4x the parse time); the small
+ones (projects, cable types, FTTH clients, viability) keep them in ``model_extra``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 __all__ = [
     "Activation",
@@ -83,7 +96,7 @@ def _split_coords(data: Any) -> Any:
 class OZmapModel(BaseModel):
     """Common fields of every OZmap object."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: str
     external_id: Any = None
@@ -97,18 +110,21 @@ class OZmapModel(BaseModel):
 
 
 class Project(OZmapModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
     name: str = ""
     drop: dict[str, Any] | None = None
+    defaults: dict[str, Any] | None = None
 
     @property
     def default_drop_cable_type_id(self) -> str | None:
-        """Default drop cable type: ``drop.type.cableType`` (SDK) or ``drop.defaults.cableType``."""
+        """Default drop cable type: ``drop.type.cableType`` (SDK), ``drop.defaults.cableType``
+        or ``defaults.cableType`` (docs examples)."""
         drop = self.drop or {}
-        for key in ("type", "defaults"):
-            section = drop.get(key)
+        for section in (drop.get("type"), drop.get("defaults"), drop, self.defaults):
             if isinstance(section, dict) and section.get("cableType"):
                 return ref_id(section["cableType"])
-        return ref_id(drop.get("cableType"))
+        return None
 
     @property
     def max_drop_size(self) -> float | None:
@@ -134,28 +150,33 @@ class Box(OZmapModel):
 
 
 class SplitterRatio(BaseModel):
-    model_config = ConfigDict(extra="allow")
     input: int = 1
     output: int = 0
+
+
+def _ref_list(values: Any, handler: ValidatorFunctionWrapHandler) -> list[str | None]:
+    """Populated connectables → ids; the common list of ids/None takes the fast path."""
+    try:
+        return handler(values)
+    except ValidationError:
+        if not isinstance(values, list):
+            raise
+        return handler([ref_id(v) for v in values])
+
+
+RefList = Annotated[list[str | None], WrapValidator(_ref_list)]
 
 
 class Connectables(BaseModel):
     """Fiber ids plugged into each input/output; ``output[i]`` is port i+1, ``None`` = empty."""
 
-    model_config = ConfigDict(extra="allow")
-    input: list[Ref] = Field(default_factory=list)
-    output: list[Ref] = Field(default_factory=list)
-
-
-class SplitterPortInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    blocked: bool = False
+    input: RefList = Field(default_factory=list)
+    output: RefList = Field(default_factory=list)
 
 
 class Port(BaseModel):
     """One output port of a splitter; ``number`` is 1-based."""
 
-    model_config = ConfigDict(extra="allow")
     number: int = Field(ge=1)
     state: PortState
     splitter_id: str | None = None
@@ -174,8 +195,21 @@ class Splitter(OZmapModel):
     is_drop: bool = Field(False, alias="isDrop")  # customer-facing ("atendimento")
     ratio: SplitterRatio | None = None
     connectables: Connectables = Field(default_factory=Connectables)
-    ports: list[SplitterPortInfo] = Field(default_factory=list)
+    blocked_ports: frozenset[int] = frozenset()  # 1-based, from ``ports[i].blocked``
     splitter_type: Ref = Field(None, alias="splitterType")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocked_from_ports(cls, data: Any) -> Any:
+        # Only the blocked flags matter here; validating 16 port objects per splitter would
+        # be most of the parse time of a network read.
+        if isinstance(data, dict) and "ports" in data and "blocked_ports" not in data:
+            ports = data["ports"] or []
+            data = dict(data)
+            data["blocked_ports"] = frozenset(
+                i + 1 for i, p in enumerate(ports) if isinstance(p, dict) and p.get("blocked")
+            )
+        return data
 
     @property
     def box_id(self) -> str | None:
@@ -186,8 +220,7 @@ class Splitter(OZmapModel):
         return max(len(self.connectables.output), self.ratio.output if self.ratio else 0)
 
     def is_blocked(self, number: int) -> bool:
-        i = number - 1
-        return 0 <= i < len(self.ports) and self.ports[i].blocked
+        return number in self.blocked_ports
 
     def fiber_at(self, number: int) -> str | None:
         i = number - 1
@@ -216,6 +249,8 @@ class Splitter(OZmapModel):
 class FTTHClient(OZmapModel):
     """An FTTH client; ``code`` is the ERP's key, ``implanted`` false = reserved, true = active."""
 
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
     code: str = ""
     name: str | None = None
     implanted: bool = False
@@ -226,7 +261,6 @@ class FTTHClient(OZmapModel):
 class Connection(BaseModel):
     """A property's fiber connection to a splitter port (``id`` = splitter id)."""
 
-    model_config = ConfigDict(extra="allow")
     id: Ref = None
     kind: str | None = None
     port: int | None = None
@@ -270,7 +304,10 @@ class Property(OZmapModel):
 
 
 class CableType(OZmapModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
     code: str = ""
+    is_drop: bool | None = Field(None, alias="isDrop")  # not documented; some tenants send it
     description: str | None = None
     brand: str | None = None
     fiber_number: int | None = Field(None, alias="fiberNumber")
@@ -279,6 +316,7 @@ class CableType(OZmapModel):
 class Cable(OZmapModel):
     kind: str = "Cable"  # "Cable" or "Drop"
     name: str | None = None
+    implanted: bool | None = None
     project: Ref = None
     cable_type: Ref = Field(None, alias="cableType")
     box_a: Ref = Field(None, alias="boxA")

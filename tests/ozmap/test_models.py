@@ -37,19 +37,29 @@ BOX = {
 }
 
 
-def test_box_converts_coords_once_and_keeps_unknown_fields() -> None:
+def test_box_converts_coords_once_and_tolerates_unknown_fields() -> None:
     box = Box.model_validate(BOX)
     assert (box.lat, box.lng) == (-23.5505, -46.6333)
     assert box.project == "p1"  # populated reference → id
-    assert box.model_extra["somethingNew"] == {"x": 1}
     assert "coords" not in box.model_dump()
+    project = Project.model_validate({"id": "p", "name": "X", "somethingNew": {"x": 1}})
+    assert project.model_extra == {"somethingNew": {"x": 1}}
 
 
 def test_project_default_drop_cable_type_in_both_documented_places() -> None:
     sdk = Project.model_validate({"id": "p", "drop": {"type": {"cableType": "ct1"}}})
     docs = Project.model_validate({"id": "p", "drop": {"defaults": {"cableType": "ct2"}}})
+    top = Project.model_validate({"id": "p", "defaults": {"cableType": "ct3"}})
     assert sdk.default_drop_cable_type_id == "ct1"
     assert docs.default_drop_cable_type_id == "ct2"
+    assert top.default_drop_cable_type_id == "ct3"
+
+
+def test_populated_connectables_become_ids() -> None:
+    s = Splitter.model_validate(
+        {"id": "s", "connectables": {"input": [None], "output": [{"id": "f1"}, None]}}
+    )
+    assert s.connectables.output == ["f1", None]
 
 
 def _splitter(output: list, blocked: set[int] = frozenset(), is_drop: bool = True) -> Splitter:
