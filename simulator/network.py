@@ -463,9 +463,8 @@ def generate_network(boxes: int, seed: int) -> NetworkState:
     p_occ = fill[spl_box]
     blocked = valid & isdrop[:, None] & (r < 0.04)
     occupied = valid & isdrop[:, None] & ~blocked & (r >= 0.04) & (r < 0.04 + p_occ[:, None])
-    weights16 = (1 << port_bits).astype(np.int64)
-    spl_blocked = (blocked.astype(np.int64) @ weights16).astype(np.uint16)
-    spl_occ = (occupied.astype(np.int64) @ weights16).astype(np.uint16)
+    spl_blocked = _bitmask16(blocked)
+    spl_occ = _bitmask16(occupied)
 
     prop_spl_i, prop_bit = np.nonzero(occupied)
     prop_spl = prop_spl_i.astype(np.int32)
@@ -500,6 +499,14 @@ def generate_network(boxes: int, seed: int) -> NetworkState:
     )
     _catalogues(rng, state)
     return state
+
+
+def _bitmask16(bits: np.ndarray) -> np.ndarray:
+    """(S, 16) bool → uint16 with bit p set for column p (no big temporaries)."""
+    packed = np.packbits(bits, axis=1, bitorder="little")  # (S, 2) uint8
+    return (packed[:, 0].astype(np.uint16) | (packed[:, 1].astype(np.uint16) << 8)).astype(
+        np.uint16
+    )
 
 
 def mix64(*values: int) -> int:

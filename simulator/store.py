@@ -162,6 +162,7 @@ class Store:
         self._ext_index: dict[tuple[str, str], str] = {}
         self._code_index: dict[str, set[str]] = {}
         self._db: sqlite3.Connection | None = None
+        self._seq = 0  # order of the journal records
         self._pending: list[tuple[str, str, str | None]] | None = None
         self.store_path = Path(store_path) if store_path else None
         if self.store_path is not None:
@@ -191,6 +192,7 @@ class Store:
             "seq INTEGER NOT NULL, doc TEXT, PRIMARY KEY (model, id))"
         )
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        self._seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM overlay").fetchone()[0])
         if meta:
             if (int(meta["boxes"]), int(meta["seed"])) != (self.net.boxes_requested, self.net.seed):
                 raise ValueError(
@@ -260,10 +262,10 @@ class Store:
                 db.execute("BEGIN")
                 try:
                     for model, oid, doc in pending:
+                        self._seq += 1
                         db.execute(
-                            "INSERT OR REPLACE INTO overlay VALUES (?, ?, "
-                            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM overlay), ?)",
-                            (model, oid, doc),
+                            "INSERT OR REPLACE INTO overlay VALUES (?, ?, ?, ?)",
+                            (model, oid, self._seq, doc),
                         )
                     db.execute(
                         "INSERT OR REPLACE INTO meta VALUES ('clock_ms', ?), ('counters', ?)",
