@@ -1,0 +1,116 @@
+"""The bootstrap against a real Prefect API (the session harness), run twice: same end state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from deployments.bootstrap import (
+    FAILED_RUN_AUTOMATION,
+    ZOMBIE_AUTOMATION,
+    BootstrapError,
+    bootstrap,
+)
+from deployments.registry import (
+    DEPLOYMENTS,
+    GLOBAL_CONCURRENCY_LIMITS,
+    RESERVATION_CHANGED_EVENT,
+    TIMEZONE,
+    WORK_POOL,
+)
+
+pytestmark = pytest.mark.prefect
+
+
+def _landed() -> list[str]:
+    """Deployments whose flow exists (all of them once every flow has landed)."""
+    return [s.name for s in DEPLOYMENTS if s.source_file.exists()]
+
+
+async def _server_state(landed: list[str]) -> dict[str, Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    async with get_client() as client:
+        pool = await client.read_work_pool(WORK_POOL)
+        limits = {
+            name: (await client.read_global_concurrency_limit_by_name(name)).limit
+            for name in GLOBAL_CONCURRENCY_LIMITS
+        }
+        automations = await client.read_automations()
+        deployments = await client.read_deployments(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=landed))
+        )
+    return {
+        "pool_type": pool.type,
+        "limits": limits,
+        "automations": sorted((a.name, str(a.id)) for a in automations),
+        "automation_objects": automations,
+        "deployments": {d.name: d for d in deployments},
+    }
+
+
+def test_bootstrap_twice_leaves_one_of_everything(prefect_api: str) -> None:
+    messages: list[str] = []
+    landed = _landed()
+    bootstrap(names=landed, echo=messages.append)
+    first = anyio.run(_server_state, landed)
+    bootstrap(names=landed, echo=messages.append)
+    second = anyio.run(_server_state, landed)
+
+    assert first["pool_type"] == "process"
+    assert first["limits"] == GLOBAL_CONCURRENCY_LIMITS
+    # Idempotent: the same automations (same ids), none duplicated, nothing else changed.
+    assert first["automations"] == second["automations"]
+    names = [n for n, _ in second["automations"]]
+    assert names.count(ZOMBIE_AUTOMATION) == 1
+    assert names.count(FAILED_RUN_AUTOMATION) == 1
+    assert second["limits"] == GLOBAL_CONCURRENCY_LIMITS
+    assert set(second["deployments"]) == set(landed)
+    assert any("exists" in m for m in messages) and any("updated" in m for m in messages)
+
+    for spec in DEPLOYMENTS:
+        if spec.name not in second["deployments"]:
+            continue
+        d = second["deployments"][spec.name]
+        assert d.work_pool_name == WORK_POOL
+        assert d.parameters == dict(spec.parameters)
+        assert sorted(d.tags) == sorted(spec.tags)
+        assert [(s.schedule.cron, s.schedule.timezone) for s in d.schedules] == [
+            (c.cron, TIMEZONE) for c in spec.schedules
+        ]
+        if spec.concurrency:
+            assert d.global_concurrency_limit.limit == spec.concurrency.limit
+            assert d.concurrency_options.collision_strategy.value == (
+                spec.concurrency.collision_strategy
+            )
+
+    by_name = {a.name: a for a in second["automation_objects"]}
+    zombie = by_name[ZOMBIE_AUTOMATION]
+    assert zombie.trigger.posture.value == "Proactive"
+    assert "prefect.flow-run.heartbeat" in zombie.trigger.after
+    assert zombie.actions[0].type == "change-flow-run-state"
+    alert = by_name[FAILED_RUN_AUTOMATION]
+    assert alert.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert alert.actions[0].type == "run-deployment"
+    assert alert.actions[0].deployment_id == second["deployments"]["failed-run-alert"].id
+
+    if "outbox-sync" in second["deployments"]:
+        sync_id = str(second["deployments"]["outbox-sync"].id)
+        triggered = [
+            a
+            for a in second["automation_objects"]
+            if RESERVATION_CHANGED_EVENT in (getattr(a.trigger, "expect", None) or set())
+        ]
+        assert len(triggered) == 1, "the sync trigger must exist exactly once"
+        assert str(triggered[0].actions[0].deployment_id) == sync_id
+
+
+def test_bootstrap_refuses_without_a_server() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: None}), pytest.raises(BootstrapError) as e:
+        bootstrap(echo=lambda _m: None)
+    assert "PREFECT_API_URL" in str(e.value)
