@@ -1328,6 +1328,14 @@ class Store:
         """PATCH /<model>/<id>: shallow merge of the given fields."""
         if not isinstance(body, dict):
             raise SimError(400, "request body must be a JSON object")
+        if model == "properties":
+            moving = sorted({"connector", "port", "auto_connect", "client", "box"} & set(body))
+            if moving:
+                raise SimError(
+                    400,
+                    f"PATCH /properties: changing {', '.join(moving)} is not simulated; delete the "
+                    "property and create it again",
+                )
         with self.lock, self._txn():
             obj = self._ref(model, oid, model.rstrip("s"), 404)
             self._check_external_id(model, body, obj["id"])

@@ -244,3 +244,12 @@ def test_counts_in_admin_state(fresh, w) -> None:
     after = httpx.get(f"{fresh.base_url}/__admin/state").json()["counts"]
     for model in ("properties", "ftth-clients", "cables", "fibers"):
         assert after[model] == before[model] + 1
+
+
+def test_patch_property_fields_and_unsimulated_moves(w) -> None:
+    box, spl, port = free_port(w)
+    prop = reserve(w, box, spl, port, "PP-1").json()
+    assert w.patch(f"/properties/{prop['id']}", json={"address": "Rua Nova, 2"}).status_code == 204
+    assert w.get(f"/properties/{prop['id']}").json()["address"] == "Rua Nova, 2"
+    r = w.patch(f"/properties/{prop['id']}", json={"connector": spl["id"], "port": 1})
+    assert r.status_code == 400 and "not simulated" in r.json()["message"]
