@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 from sqlmodel import func, select
 
-from cli import approval, database, ops, reservations, service, settings, simulator, users
+from cli import (
+    approval,
+    database,
+    ops,
+    reconcile,
+    reservations,
+    service,
+    settings,
+    simulator,
+    users,
+)
 from cli.common import console, fail
 from config import get_settings
 
@@ -26,6 +36,7 @@ app.command("simulator")(simulator.simulator)
 app.command("demo")(ops.demo)
 app.command("serve")(ops.serve)
 app.command("bootstrap")(ops.bootstrap)
+app.command("reconcile")(reconcile.reconcile)
 
 
 @app.command("status")
