@@ -7,7 +7,7 @@ within its budget (<= 100 MB per million boxes) while giving back plain `str`s p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Final
 
 import numpy as np
@@ -78,6 +78,15 @@ class StringColumn:
         values = self.take(np.arange(len(self), dtype=np.intp))
         return np.array(sorted(range(len(values)), key=values.__getitem__), dtype=np.intp)
 
+    def adjacent_duplicates(self) -> list[str]:
+        """Values equal to their predecessor (all repeats, once the column is sorted)."""
+        if self._hex is not None or self._fixed is not None:
+            raw = self._hex if self._hex is not None else _bytes_matrix(self._fixed)
+            same = (raw[1:] == raw[:-1]).all(axis=1)
+            return sorted(set(self.take(np.flatnonzero(same) + 1)))
+        values = self.take(np.arange(len(self), dtype=np.intp))
+        return sorted({b for a, b in pairwise(values) if a == b})
+
     def permuted(self, order: npt.NDArray[np.intp]) -> StringColumn:
         """A new column holding the rows in `order`."""
         if self._hex is None and self._fixed is None:
@@ -120,6 +129,11 @@ class StringColumn:
             return self._fixed.nbytes
         assert self._offsets is not None
         return len(self._buffer) + self._offsets.nbytes
+
+
+def _bytes_matrix(fixed: npt.NDArray[np.void] | None) -> npt.NDArray[np.uint8]:
+    assert fixed is not None
+    return fixed.view(np.uint8).reshape(len(fixed), fixed.dtype.itemsize)
 
 
 _SLICES: dict[int, list[slice]] = {}

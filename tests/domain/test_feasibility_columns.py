@@ -49,3 +49,22 @@ def test_morton_order_is_a_permutation_that_keeps_neighbours_together() -> None:
     step = np.hypot(np.diff(lat[order]), np.diff(lng[order]))
     random_step = np.hypot(np.diff(lat), np.diff(lng))
     assert np.median(step) < np.median(random_step) / 5
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [f"{n:024x}" for n in (3, 1, 2, 3, 1)],
+        ["CTO-3", "CTO-1", "CTO-2", "CTO-3", "CTO-1"],
+        ["ccc", "a", "bb", "ccc", "a"],
+    ],
+    ids=["hex", "fixed", "offsets"],
+)
+def test_sorting_and_duplicates_in_every_layout(values: list[str]) -> None:
+    column = StringColumn(values)
+    order = column.argsort()
+    assert [values[i] for i in order] == sorted(values)
+    ordered = column.permuted(order)
+    assert ordered.take(np.arange(len(values), dtype=np.intp)) == sorted(values)
+    assert ordered.adjacent_duplicates() == sorted({values[0], values[1]})
+    assert StringColumn(sorted(set(values))).adjacent_duplicates() == []
