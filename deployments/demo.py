@@ -434,10 +434,10 @@ async def _run_pipeline(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
         )
     state = run.state.type.value if run.state else "UNKNOWN"
-    summary = next(
-        (a.description for a in artifacts if a.description),
-        (run.state.message if run.state and run.state.message else ""),
-    )
+    # The run's summary sentence: its markdown report first, then a table's caption.
+    rank = {"markdown": 0, "table": 1}
+    described = sorted((a for a in artifacts if a.description), key=lambda a: rank.get(a.type, 2))
+    summary = described[0].description if described else (run.state.message if run.state else "")
     return RunReport(
         pipeline=label,
         deployment=full,
