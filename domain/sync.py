@@ -82,6 +82,7 @@ __all__ = [
     "claim_batch",
     "deliver",
     "drain",
+    "drain_batches",
     "load_events",
     "make_push_client",
     "make_sync_client",
@@ -798,6 +799,45 @@ def run_batch(
     return report
 
 
+def drain_batches(
+    next_batch: Callable[[], BatchReport],
+    *,
+    worker_id: str,
+    concurrency: int = 1,
+    max_batches: int | None = None,
+    deadline_seconds: float | None = None,
+    on_batch: Callable[[BatchReport], None] | None = None,
+) -> DrainReport:
+    """Call ``next_batch`` until nothing is claimed (or a limit is reached); the sum.
+
+    Stops early on a systemic failure (e.g. OZmap refuses our credentials): there is no point
+    in burning every row's attempts on it. The sync flow passes a task here, ``drain`` a
+    plain ``run_batch``.
+    """
+    report = DrainReport(worker_id, concurrency=max(1, concurrency))
+    t0 = time.monotonic()
+    while True:
+        if max_batches is not None and report.batches >= max_batches:
+            report.stopped = "max_batches"
+            break
+        if deadline_seconds is not None and time.monotonic() - t0 >= deadline_seconds:
+            report.stopped = "deadline"
+            break
+        batch = next_batch()
+        if batch.claimed == 0 and not batch.outcomes:
+            report.superseded += batch.superseded
+            report.stopped = "idle"
+            break
+        report.add(batch)
+        if on_batch is not None:
+            on_batch(batch)
+        if batch.systemic_failure:
+            report.stopped = "systemic_failure"
+            break
+    report.seconds = time.monotonic() - t0
+    return report
+
+
 def drain(
     engine: sa.Engine,
     client: SyncClient,
@@ -812,37 +852,23 @@ def drain(
     backoff: Backoff = Backoff(),
     on_batch: Callable[[BatchReport], None] | None = None,
 ) -> DrainReport:
-    """Deliver due rows batch after batch until none is due (or a limit is reached).
-
-    Stops early on a systemic failure (e.g. OZmap refuses our credentials): there is no point
-    in burning every row's attempts on it.
-    """
+    """Deliver due rows batch after batch until none is due (or a limit is reached)."""
     wid = worker_id or new_worker_id()
-    report = DrainReport(wid, concurrency=max(1, concurrency))
-    t0 = time.monotonic()
-    while True:
-        if max_batches is not None and report.batches >= max_batches:
-            report.stopped = "max_batches"
-            break
-        if deadline_seconds is not None and time.monotonic() - t0 >= deadline_seconds:
-            report.stopped = "deadline"
-            break
-        batch = run_batch(
+
+    def next_batch() -> BatchReport:
+        return run_batch(
             engine, client, worker_id=wid, batch_size=batch_size, max_attempts=max_attempts,
             concurrency=concurrency, lease_seconds=lease_seconds, backoff=backoff,
         )  # fmt: skip
-        if batch.claimed == 0 and not batch.outcomes:
-            report.superseded += batch.superseded
-            report.stopped = "idle"
-            break
-        report.add(batch)
-        if on_batch is not None:
-            on_batch(batch)
-        if batch.systemic_failure:
-            report.stopped = "systemic_failure"
-            break
-    report.seconds = time.monotonic() - t0
-    return report
+
+    return drain_batches(
+        next_batch,
+        worker_id=wid,
+        concurrency=concurrency,
+        max_batches=max_batches,
+        deadline_seconds=deadline_seconds,
+        on_batch=on_batch,
+    )
 
 
 def push_now(
