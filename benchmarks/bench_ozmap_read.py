@@ -8,8 +8,12 @@ typed models and must read the same ids. Optionally (``--snapshot``) also the sy
 
 The simulator runs in a child process so the client and the server do not share one GIL.
 
+Two scenarios: the simulator on loopback as is (server-bound: the simulator serialises its
+work, so only the page size matters), and "WAN-like" with a per-request latency added by the
+simulator (a real tenant is a round trip away: pages in flight hide it).
+
     uv run python benchmarks/bench_ozmap_read.py [--boxes 100000] [--page-size 2000]
-        [--concurrency 4] [--snapshot]
+        [--concurrency 4] [--snapshot] [--wan-ms 30] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from ozmap import AsyncOZmapClient, F, OZmapClient
 from ozmap.models import Box, Splitter
@@ -150,6 +156,40 @@ def snapshot_pair(url: str, page_size: int, concurrency: int, repeat: int) -> li
     ]  # fmt: skip
 
 
+def set_latency(url: str, latency_ms: float) -> None:
+    """Per-request added latency through the simulator's admin route (a WAN round trip)."""
+    base = url.removesuffix("/api/v2")
+    httpx.post(f"{base}/__admin/faults", json={"latency_ms": latency_ms}).raise_for_status()
+
+
+def read_scenario(url: str, args: argparse.Namespace) -> bool:
+    """Baseline vs tuned full read; prints the table and the ratio; False if they disagree."""
+    n, page, conc = args.repeat, args.page_size, args.concurrency
+    ids_a, req_a, sec_a, cpu_a = _timed(lambda: baseline_sequential(url), n)
+    base = Result("baseline: sync sequential, default page", len(ids_a), sec_a, req_a,
+                  DEFAULT_PAGE, 1, cpu_a)  # fmt: skip
+    ids_b, req_b, sec_b, cpu_b = _timed(lambda: tuned_sync(url, page), n)
+    mid = Result("sync sequential, tuned page", len(ids_b), sec_b, req_b, page, 1, cpu_b)
+    ids_c, req_c, sec_c, cpu_c = _timed(lambda: tuned_async(url, page, conc), n)
+    tuned = Result("tuned: async, pages in flight, models in ∥", len(ids_c), sec_c, req_c,
+                   page, conc, cpu_c)  # fmt: skip
+    if not ids_a == ids_b == ids_c:
+        print("ERROR: the paths read different rows", file=sys.stderr)
+        return False
+    print(f"  read boxes + splitters ({len(ids_a):,} rows):")
+    for r in (base, mid, tuned):
+        print("    " + r.line())
+    print(f"  ratio tuned/baseline: {tuned.rate / base.rate:.2f}x rows/s "
+          f"(page size alone: {mid.rate / base.rate:.2f}x)")  # fmt: skip
+    if args.snapshot:
+        snap_base, snap_tuned = snapshot_pair(url, args.snapshot_page, conc, n)
+        print("  network_snapshot of the biggest project (boxes with port states):")
+        for r in (snap_base, snap_tuned):
+            print("    " + r.line())
+        print(f"  ratio snapshot async/sync: {snap_tuned.rate / snap_base.rate:.2f}x")
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--boxes", type=int, default=100_000)
@@ -159,6 +199,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per path")
     ap.add_argument("--snapshot", action="store_true", help="also time network_snapshot")
     ap.add_argument("--snapshot-page", type=int, default=500, help="boxes per snapshot page")
+    ap.add_argument(
+        "--wan-ms",
+        type=float,
+        default=30.0,
+        help="second scenario: this much latency added per request (0 = skip)",
+    )
     args = ap.parse_args()
 
     ctx = mp.get_context("spawn")
@@ -172,30 +218,14 @@ def main() -> int:
               f"started in {time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         tuned_sync(url, 50)  # warm-up: server-side query caches, connection set-up
-
-        n, page, conc = args.repeat, args.page_size, args.concurrency
-        ids_a, req_a, sec_a, cpu_a = _timed(lambda: baseline_sequential(url), n)
-        base = Result("baseline: sync sequential, default page", len(ids_a), sec_a, req_a,
-                      DEFAULT_PAGE, 1, cpu_a)  # fmt: skip
-        ids_b, req_b, sec_b, cpu_b = _timed(lambda: tuned_sync(url, page), n)
-        mid = Result("sync sequential, tuned page", len(ids_b), sec_b, req_b, page, 1, cpu_b)
-        ids_c, req_c, sec_c, cpu_c = _timed(lambda: tuned_async(url, page, conc), n)
-        tuned = Result("tuned: async, pages in flight, models in ∥", len(ids_c), sec_c, req_c,
-                       page, conc, cpu_c)  # fmt: skip
-        if not ids_a == ids_b == ids_c:
-            print("ERROR: the paths read different rows", file=sys.stderr)
-            return 1
-        print(f"\nread boxes + splitters ({len(ids_a):,} rows):")
-        for r in (base, mid, tuned):
-            print("  " + r.line())
-        print(f"\nratio tuned/baseline: {tuned.rate / base.rate:.2f}x rows/s "
-              f"(page size alone: {mid.rate / base.rate:.2f}x)")  # fmt: skip
-        if args.snapshot:
-            snap_base, snap_tuned = snapshot_pair(url, args.snapshot_page, conc, n)
-            print("\nnetwork_snapshot of the biggest project (boxes with port states):")
-            for r in (snap_base, snap_tuned):
-                print("  " + r.line())
-            print(f"\nratio snapshot async/sync: {snap_tuned.rate / snap_base.rate:.2f}x")
+        scenarios = [("loopback, no added latency", 0.0)]
+        if args.wan_ms > 0:
+            scenarios.append((f"WAN-like, +{args.wan_ms:g} ms per request", args.wan_ms))
+        for title, latency in scenarios:
+            set_latency(url, latency)
+            print(f"\n[{title}]")
+            if not read_scenario(url, args):
+                return 1
         return 0
     finally:
         stop.set()
