@@ -225,11 +225,16 @@ def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
     return httpx.get(url, headers=headers, timeout=3).status_code == 200
 
 
-def start_prefect_server(sup: Supervisor, cfg: DemoConfig, echo: Echo) -> None:
+def launch_prefect_server(sup: Supervisor, cfg: DemoConfig, echo: Echo) -> Child:
+    """Start `prefect server start` (the slowest part: wait for it later, in parallel)."""
     cmd = [sys.executable, "-m", "prefect", "server", "start",
            "--host", cfg.host, "--port", str(cfg.prefect_port)]  # fmt: skip
     child = sup.start("prefect-server", cmd)
     echo(f"starting Prefect server on {cfg.prefect_ui_url} (log {child.log_path}) ...")
+    return child
+
+
+def wait_prefect_server(sup: Supervisor, cfg: DemoConfig, child: Child) -> None:
     wait_until(
         "Prefect server",
         lambda: _http_ok(f"{cfg.prefect_api_url}/health"),
@@ -276,11 +281,15 @@ def _automation_exists(cfg: DemoConfig, name: str) -> bool:
     return any(a.get("name") == name for a in r.json())
 
 
-def start_api(sup: Supervisor, cfg: DemoConfig, echo: Echo) -> None:
+def launch_api(sup: Supervisor, cfg: DemoConfig, echo: Echo) -> Child:
     cmd = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
            "--host", cfg.host, "--port", str(cfg.api_port), "--log-level", "warning"]  # fmt: skip
     child = sup.start("erp-api", cmd)
     echo(f"starting the ERP-facing API on {cfg.api_url} ...")
+    return child
+
+
+def wait_api(sup: Supervisor, cfg: DemoConfig, child: Child) -> None:
     wait_until(
         "ERP-facing API",
         lambda: _http_ok(f"{cfg.api_url}/openapi.json"),
@@ -616,11 +625,14 @@ def run_demo(
     stop = _StopSignal()
     try:
         with stop.installed(), _demo_environment(cfg):
+            # Slow starters first, waited for when needed: the parts start in parallel.
+            server = launch_prefect_server(sup, cfg, echo)
             start_simulator(sup, cfg, echo)
             seeded = migrate_and_seed(cfg, echo)
-            start_prefect_server(sup, cfg, echo)
+            wait_prefect_server(sup, cfg, server)
+            api = launch_api(sup, cfg, echo)
             start_serve(sup, cfg, echo, schedules=not once)
-            start_api(sup, cfg, echo)
+            wait_api(sup, cfg, api)
             if once:
                 report = run_once(cfg, seeded.tokens["eva"], echo)
                 print_report(report, echo)
