@@ -92,8 +92,8 @@ class StringColumn:
         if self._hex is None and self._fixed is None:
             return StringColumn(self.take(order))
         column = object.__new__(StringColumn)
-        column._hex = None if self._hex is None else self._hex[order]
-        column._fixed = None if self._fixed is None else self._fixed[order]
+        column._hex = None if self._hex is None else np.take(self._hex, order, axis=0)
+        column._fixed = None if self._fixed is None else np.take(self._fixed, order)
         column._buffer = b""
         column._offsets = None
         column._ascii = self._ascii
@@ -102,12 +102,14 @@ class StringColumn:
     def take(self, rows: npt.NDArray[np.intp]) -> list[str]:
         """The strings at `rows`, in that order."""
         if self._hex is not None:
-            return _split(self._hex[rows].tobytes().hex(), _HEX_ID_LEN, len(rows))
+            # np.take: several times faster than fancy indexing on 2-D / void arrays
+            raw = np.take(self._hex, rows, axis=0)
+            return _split(raw.tobytes().hex(), _HEX_ID_LEN, len(rows))
         if self._fixed is not None:
             if self._ascii:
-                text = self._fixed[rows].tobytes().decode("ascii")
+                text = np.take(self._fixed, rows).tobytes().decode("ascii")
                 return _split(text, self._fixed.dtype.itemsize, len(rows))
-            return [bytes(v).decode("utf-8") for v in self._fixed[rows].tolist()]
+            return [bytes(v).decode("utf-8") for v in np.take(self._fixed, rows).tolist()]
         assert self._offsets is not None
         buf = self._buffer
         starts = self._offsets[rows].tolist()
