@@ -19,7 +19,12 @@ from models.enums import (
     SyncState,
     UserRole,
 )
-from models.network import NetworkBox, NetworkRefreshState, NetworkSplitter
+from models.network import (
+    NetworkBox,
+    NetworkCacheGeneration,
+    NetworkRefreshState,
+    NetworkSplitter,
+)
 from models.outbox import OutboxEvent
 from models.parameters import BillingSettings, IntegrationSettings
 from models.reconciliation import Discrepancy, ReconciliationRun
@@ -43,6 +48,7 @@ __all__ = [
     "DocumentKind",
     "IntegrationSettings",
     "NetworkBox",
+    "NetworkCacheGeneration",
     "NetworkRefreshState",
     "NetworkSplitter",
     "OutboxEvent",

@@ -53,3 +53,18 @@ class NetworkRefreshState(SQLModel, table=True):
     last_full_refresh_at: datetime | None = ts_column()
     last_refresh_at: datetime | None = ts_column()
     boxes: int = 0
+
+
+class NetworkCacheGeneration(SQLModel, table=True):
+    """One row: bumped by every refresh that changed the cache.
+
+    Each ERP-facing service process polls it (a one-row read every few seconds) and rebuilds
+    its in-memory feasibility index when it moves.
+    """
+
+    __tablename__ = "network_cache_generation"
+    __table_args__ = (sa.CheckConstraint("id = 1", "singleton"),)
+
+    id: int = Field(default=1, primary_key=True)
+    generation: int = Field(default=0, sa_type=sa.BigInteger)
+    changed_at: datetime | None = ts_column()
