@@ -23,11 +23,11 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -71,10 +71,13 @@ from ozmap.filters import combine
 from ozmap.models import ref_id
 
 log = logging.getLogger("erp_ozmap.reconciliation")
+T = TypeVar("T")
+R = TypeVar("R")
 
 IN_FLIGHT_OUTBOX = (OutboxStatus.PENDING, OutboxStatus.IN_PROGRESS)
 PAGE_SIZE = 1000
 PAGE_CONCURRENCY = 4
+BOX_CHUNK = 150  # box ids per `box in [...]` filter (URL length; the client's own chunk size)
 DISCREPANCY_BATCH = 1000
 REPAIR_BATCH = 100
 MESSAGE_MAX = 1000
@@ -165,10 +168,6 @@ CREATE TABLE IF NOT EXISTS oz_splitter (
 CREATE TABLE IF NOT EXISTS oz_property (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, code TEXT, client_id TEXT, box TEXT,
     splitter TEXT, port INTEGER, implanted INTEGER NOT NULL, cable_type TEXT);
-CREATE INDEX IF NOT EXISTS ix_oz_property_code ON oz_property (code, id);
-CREATE INDEX IF NOT EXISTS ix_oz_property_port ON oz_property (splitter, port);
-CREATE INDEX IF NOT EXISTS ix_oz_property_project ON oz_property (project);
-CREATE INDEX IF NOT EXISTS ix_oz_splitter_project ON oz_splitter (project);
 CREATE TABLE IF NOT EXISTS erp (
     code TEXT PRIMARY KEY, reservation_id INTEGER NOT NULL, status TEXT NOT NULL,
     cancel_scope TEXT, project TEXT NOT NULL, box TEXT NOT NULL, splitter TEXT NOT NULL,
@@ -202,6 +201,13 @@ def remove_workdir(path: str | Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# Built once, after loading and before the first read (cheaper than maintaining them per row).
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS ix_oz_property_code ON oz_property (code, id);
+CREATE INDEX IF NOT EXISTS ix_oz_property_port ON oz_property (splitter, port);
+"""
+
+
 class ReadModel:
     """Both sides of a run in a staging SQLite file, sorted by client code on the way out.
 
@@ -226,6 +232,7 @@ class ReadModel:
             self._db.execute(pragma)
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._has_indexes = False
 
     # -- writing
 
@@ -271,6 +278,12 @@ class ReadModel:
 
     # -- reading
 
+    def _indexed(self) -> None:
+        if not self._has_indexes:
+            with self._lock:
+                self._db.executescript(_INDEXES)
+                self._has_indexes = True
+
     def erp_sorted(self) -> Iterator[ErpSide]:
         cur = self._db.execute(
             "SELECT reservation_id, code, status, cancel_scope, project, box, splitter, port, "
@@ -280,6 +293,7 @@ class ReadModel:
             yield ErpSide(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]))
 
     def oz_sorted(self) -> Iterator[OzSide]:
+        self._indexed()
         cur = self._db.execute(
             "SELECT id, code, client_id, project, box, splitter, port, implanted, cable_type "
             "FROM oz_property WHERE code IS NOT NULL ORDER BY code, id"
@@ -289,6 +303,7 @@ class ReadModel:
 
     def port_view(self, box_id: str, splitter_id: str, port: int) -> PortView:
         """OZmap's view of one customer port (index look-ups, no scan)."""
+        self._indexed()
         row = self._db.execute(
             "SELECT box, states FROM oz_splitter WHERE id = ?", (splitter_id,)
         ).fetchone()
@@ -337,7 +352,7 @@ class ReadModel:
 # --- reading OZmap ---------------------------------------------------------------------------
 
 SPLITTER_FIELDS = ("parent", "project", "isDrop", "ratio", "connectables", "ports")
-PROPERTY_FIELDS = ("project", "box", "client", "drop", "connections")
+PROPERTY_FIELDS = ("box", "client", "drop", "connections")
 
 
 def splitter_row(raw: dict[str, Any], project_id: str) -> tuple[str, str, str | None, str]:
@@ -452,7 +467,16 @@ async def scan_project_async(
     concurrency: int = PAGE_CONCURRENCY,
     on_rows: Callable[[int], None] | None = None,
 ) -> ProjectScan:
-    """Stream one project's customer-facing splitters and properties into the read model."""
+    """Stream one project's customer-facing splitters and properties into the read model.
+
+    Properties (client populated) and the boxes' drop cables (only their type) are read per
+    chunk of the project's boxes (``box in [...]`` / ``boxA in [...]``, the chunk size the
+    client uses for every ``in`` filter), a few chunks at a time: these filters are served
+    from an index, the answers stay small (no full cable documents), and the memory held is a
+    few chunks' rows whatever the project's size. (A property attached to no box holds no
+    port and is not read.)
+    Progress counts splitters and boxes (what :func:`estimate_rows_async` predicts).
+    """
     model.begin_project(project_id)
     scan = ProjectScan(project_id)
     spl_filter = combine(F("project") == project_id, F("isDrop") == True)  # noqa: E712
@@ -466,19 +490,70 @@ async def scan_project_async(
         scan.ports += sum(len(p[3]) for p in parsed)
         if on_rows:
             on_rows(len(rows))
+    box_ids: list[str] = []
     async for rows in client.iter_pages(
-        "properties", filter=F("project") == project_id, limit=page_size,
-        select=PROPERTY_FIELDS, populate="client,drop", concurrency=concurrency,
+        "boxes", filter=F("project") == project_id, limit=page_size, select=("id",),
+        concurrency=concurrency,
     ):  # fmt: skip
-        props = [property_row(r, project_id) for r in rows]
-        if any(isinstance(p.client_ref, str) or isinstance(p.drop_ref, str) for p in props):
-            await _resolve_refs(client, props)
+        box_ids.extend(str(r["id"]) for r in rows)
+
+    async def properties_of(chunk: list[str]) -> list[_PropRow]:
+        props, drops = await asyncio.gather(
+            _rows(client, "properties", F("box").in_(chunk), PROPERTY_FIELDS, "client", page_size),
+            _rows(client, "cables", F("boxA").in_(chunk), ("cableType",), None, page_size),
+        )
+        cable_type = {str(c["id"]): ref_id(c.get("cableType")) for c in drops}
+        out = [property_row(r, project_id) for r in props]
+        for p in out:
+            if isinstance(p.drop_ref, str) and p.drop_ref in cable_type:
+                p.cable_type, p.drop_ref = cable_type[p.drop_ref], None
+        if any(isinstance(p.client_ref, str) or isinstance(p.drop_ref, str) for p in out):
+            await _resolve_refs(client, out)
+        return out
+
+    chunks = [box_ids[i : i + BOX_CHUNK] for i in range(0, len(box_ids), BOX_CHUNK)]
+    async for chunk, props in _windowed(chunks, properties_of, concurrency):
         model.add_properties(p.as_tuple() for p in props)
         scan.properties += len(props)
         if on_rows:
-            on_rows(len(rows))
+            on_rows(len(chunk))
     model.finish_project(project_id, scan.splitters, scan.ports, scan.properties)
     return scan
+
+
+async def _rows(
+    client: AsyncOZmapClient,
+    model: str,
+    flt: Any,
+    select: Sequence[str],
+    populate: str | None,
+    page_size: int,
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    async for rows in client.iter_pages(
+        model, filter=flt, limit=page_size, select=select, populate=populate, concurrency=1
+    ):
+        out.extend(rows)
+    return out
+
+
+async def _windowed(
+    items: Sequence[T], fn: Callable[[T], Awaitable[R]], width: int
+) -> AsyncIterator[tuple[T, R]]:
+    """``(item, await fn(item))`` in order, with up to ``width`` calls in flight."""
+    pending: list[tuple[T, asyncio.Task[R]]] = []
+    try:
+        for item in items:
+            pending.append((item, asyncio.ensure_future(fn(item))))
+            if len(pending) >= max(1, width):
+                first, task = pending.pop(0)
+                yield first, await task
+        while pending:
+            first, task = pending.pop(0)
+            yield first, await task
+    finally:
+        for _, task in pending:
+            task.cancel()
 
 
 def _list_request(model: str, flt: Any) -> Any:
@@ -493,12 +568,12 @@ def _list_request(model: str, flt: Any) -> Any:
 async def estimate_rows_async(
     client: AsyncOZmapClient, project_ids: Sequence[str]
 ) -> dict[str, int]:
-    """Rows a scan of each project will read (for progress): two small calls per project."""
+    """Progress units a scan of each project has (splitters + boxes): two small calls each."""
     out = {}
     for pid in project_ids:
         spl = combine(F("project") == pid, F("isDrop") == True)  # noqa: E712
         out[pid] = await _total(client, "splitters", spl)
-        out[pid] += await _total(client, "properties", F("project") == pid)
+        out[pid] += await _total(client, "boxes", F("project") == pid)
     return out
 
 
@@ -570,7 +645,9 @@ def scan_projects(
                         client, model, pid, page_size=page_size, on_rows=counter
                     )
                 )
-            progress(1.0, f"read {counter.seen:,} OZmap rows from {len(todo)} project(s)")
+            progress(
+                1.0, f"OZmap read: {counter.seen:,} splitters and boxes in {len(todo)} project(s)"
+            )
             return out
 
     return asyncio.run(run())
@@ -595,7 +672,7 @@ class RowCounter:
             self._last = now
             self.progress(
                 min(self.seen / self.total, 1.0),
-                f"read {self.seen:,} of ~{self.total:,} OZmap rows",
+                f"OZmap: {self.seen:,} of {self.total:,} splitters and boxes read",
             )
 
 
