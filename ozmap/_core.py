@@ -199,7 +199,7 @@ def parse_envelope(body: Any, path: str) -> Envelope:
     return Envelope(
         rows=rows,
         total=_int("total"),
-        count=_int("count") if _int("count") is not None else len(rows),  # type: ignore[arg-type]
+        count=count if (count := _int("count")) is not None else len(rows),
         start=_int("start"),
         has_next=has_next if isinstance(has_next, bool) else None,
         next_url=body.get("nextUrl") or None,
@@ -314,15 +314,16 @@ def port_with_holder(port: Port, prop: Property | None, clients: Mapping[str, FT
 
 def splitter_ports(
     splitter: Splitter,
-    holders: Mapping[tuple[str, int], Property],
+    holders: Mapping[tuple[str, Any], Property],
     clients: Mapping[str, FTTHClient],
 ) -> list[Port]:
+    """Every port of a splitter; occupied ones refined by the property/client holding them."""
     ports = []
     for port in splitter.physical_ports():
-        prop = holders.get((splitter.id, port.number))
-        if prop is None and port.fiber_id is not None:
-            prop = holders.get(("fiber", port.fiber_id))  # type: ignore[call-overload]
-        ports.append(port_with_holder(port, prop, clients))
+        if port.state is PortState.OCCUPIED:
+            prop = holders.get((splitter.id, port.number)) or holders.get(("fiber", port.fiber_id))
+            port = port_with_holder(port, prop, clients)
+        ports.append(port)
     return ports
 
 
@@ -349,10 +350,10 @@ def assemble_snapshots(
     by_client = {c.id: c for c in clients}
     by_box: dict[str, list[SplitterSnapshot]] = {b.id: [] for b in boxes}
     for s in splitters:
-        if s.is_drop and s.parent in by_box:
+        if s.is_drop and s.parent is not None and s.parent in by_box:
             by_box[s.parent].append(
                 SplitterSnapshot(splitter=s, ports=splitter_ports(s, holders, by_client))
-            )  # type: ignore[arg-type]
+            )
     for snaps in by_box.values():
         snaps.sort(key=lambda x: (x.splitter.name, x.splitter.id))
     return [BoxSnapshot.build(b, by_box[b.id]) for b in boxes]

@@ -182,15 +182,14 @@ def changed_box_ids(project_id: str, since: datetime) -> Op[list[str]]:
             Rows("ftth-clients", newer),
         )
     )
-    ids = {r["id"] for r in boxes}
-    ids |= {ref_id(r.get("parent")) for r in splitters}  # type: ignore[arg-type]
-    ids |= {ref_id(r.get("box")) for r in props}  # type: ignore[arg-type]
+    ids: set[str | None] = {r["id"] for r in boxes}
+    ids |= {ref_id(r.get("parent")) for r in splitters}
+    ids |= {ref_id(r.get("box")) for r in props}
     client_ids = [r["id"] for r in clients]
     if client_ids:
         results = yield _rows_in("properties", "client", client_ids, in_project)
-        ids |= {ref_id(r.get("box")) for r in _flat(results)}  # type: ignore[arg-type]
-    ids.discard(None)  # type: ignore[arg-type]
-    return sorted(ids)
+        ids |= {ref_id(r.get("box")) for r in _flat(results)}
+    return sorted(i for i in ids if i)
 
 
 def boxes_by_id(ids: Sequence[str]) -> Op[list[Box]]:
@@ -302,13 +301,17 @@ def reserve_port(
     policy: core.RetryPolicy,
 ) -> Op[Reservation]:
     """Reserve a port for ``code``, idempotently (see ``OZmapClient.reserve_port``)."""
-    want = {"code": code, "box_id": box_id, "splitter_id": splitter_id, "port": port}
-    existing = yield from find_properties_by_client_code(code)
-    found = core.match_reservation(existing, **want)
+
+    def match(props: Sequence[Property]) -> Reservation | None:
+        # late binding on purpose: splitter_id/port are completed by _resolve_port below
+        return core.match_reservation(
+            props, code=code, box_id=box_id, splitter_id=splitter_id, port=port
+        )
+
+    found = match((yield from find_properties_by_client_code(code)))
     if found:
         return found
     splitter_id, port = yield from _resolve_port(box_id, splitter_id, port)
-    want.update(splitter_id=splitter_id, port=port)
     body = core.property_body(
         code=code, name=name, project_id=project_id, box_id=box_id, lat=lat, lng=lng,
         address=address, splitter_id=splitter_id, port=port,
@@ -323,8 +326,7 @@ def reserve_port(
         except (OZmapUnavailable, OZmapPortTaken) as exc:
             # The POST may have been applied (lost response) or a twin call won the race:
             # whatever exists now for the code decides.
-            existing = yield from find_properties_by_client_code(code)
-            found = core.match_reservation(existing, **want)
+            found = match((yield from find_properties_by_client_code(code)))
             if found:
                 return found
             if isinstance(exc, OZmapPortTaken) or attempt >= policy.max_retries:
@@ -336,7 +338,7 @@ def reserve_port(
         raise OZmapError(f"OZmap accepted the reservation for {code!r} but returned no property.")
     kept = yield from _dedupe(code, prop)
     if kept.id != prop.id:
-        found = core.match_reservation([kept], **want)
+        found = match([kept])
         assert found is not None  # match_reservation raises on a mismatch
         return found
     return Reservation(

@@ -306,6 +306,7 @@ class OZmapClient(_BaseClient):
         """One logical call with retries, re-login and error mapping; returns decoded JSON."""
         attempt, relogged, sent_before = 0, False, False
         url = self._url(req.path)
+        decision: _Retry | None
         while True:
             if auth:
                 self._ensure_token()
@@ -361,7 +362,8 @@ class OZmapClient(_BaseClient):
     # -- lists ------------------------------------------------------------------------------
 
     def _pages(self, model: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        page, url, query = 1, model, dict(params)
+        page, url = 1, model
+        query: dict[str, Any] | None = dict(params)
         limit = int(params["limit"])
         seen: set[str] = set()
         while True:
@@ -375,7 +377,7 @@ class OZmapClient(_BaseClient):
             page += 1
             if nxt.url and nxt.url not in seen:
                 seen.add(nxt.url)
-                url, query = nxt.url, None  # type: ignore[assignment]
+                url, query = nxt.url, None
             else:
                 url, query = model, {**params, "page": page}
 
@@ -585,6 +587,7 @@ class AsyncOZmapClient(_BaseClient):
     async def _send(self, req: ops.Request, *, auth: bool = True) -> Any:
         attempt, relogged, sent_before = 0, False, False
         url = self._url(req.path)
+        decision: _Retry | None
         while True:
             if auth:
                 await self._ensure_token()

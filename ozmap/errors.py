@@ -72,8 +72,8 @@ class OZmapPortTaken(OZmapError):
 class OZmapReservationConflict(OZmapError):
     """The client code (código do cliente) is already attached elsewhere in OZmap than requested."""
 
-    def __init__(self, message: str, *, property_ids: Iterable[str] = (), **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, property_ids: Iterable[str] = ()) -> None:
+        super().__init__(message)
         self.property_ids = list(property_ids)
 
 
@@ -86,8 +86,16 @@ class OZmapUnavailable(OZmapError):
 
     transient = True
 
-    def __init__(self, message: str, *, ambiguous: bool = False, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        ambiguous: bool = False,
+        status_code: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, method=method, path=path)
         self.ambiguous = ambiguous
 
 
@@ -103,13 +111,19 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return text
 
 
-# [I] The port-conflict wording of a tenant is undocumented: 409 always means conflict; a
-# 400/422 is a port conflict when the message talks about an occupied/blocked port.
-_PORT_WORDS = re.compile(
-    r"\b(port|porta)\b.*\b(occupied|in use|taken|busy|blocked|already|ocupad|bloquead|em uso)"
-    r"|\b(occupied|ocupad|bloquead|blocked)\b.*\b(port|porta)\b",
-    re.IGNORECASE | re.DOTALL,
+# [I] A tenant's conflict wording is undocumented: a 409 that talks about a port, or a 400/422
+# that says a port is occupied/blocked, is a port conflict.
+_PORT = re.compile(r"\b(port|porta)\b", re.IGNORECASE)
+_TAKEN = re.compile(
+    r"occupied|in use|taken|busy|blocked|already|no free|ocupad|bloquead|em uso|sem porta",
+    re.IGNORECASE,
 )
+
+
+def _is_port_conflict(status: int, detail: str) -> bool:
+    if not _PORT.search(detail):
+        return False
+    return status == 409 or (status in (400, 422) and bool(_TAKEN.search(detail)))
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -136,41 +150,42 @@ def error_for_response(
     status = response.status_code
     method = response.request.method
     path = response.request.url.path
-    detail = redact(_server_message(response), secrets)
-    where = f"{method} {path}"
+    detail = redact(_server_message(response), secrets) or "no detail"
+    where = f"{status} on {method} {path}"
     what = f"{context}: " if context else ""
-    common = {"status_code": status, "method": method, "path": path}
-    if status in (401, 403):
-        return OZmapAuthError(
-            f"{what}OZmap refused the credentials ({status} on {where}): {detail or 'no detail'}. "
-            "Check the API key (OZMAP_API_KEY) or the login user and its permissions.",
-            **common,
-        )
-    if status == 404:
-        return OZmapNotFound(
-            f"{what}OZmap has no such object ({where} returned 404): {detail or 'not found'}.",
-            **common,
-        )
-    if status == 409 or (status in (400, 422) and _PORT_WORDS.search(detail or "")):
-        return OZmapPortTaken(
-            f"{what}OZmap refused the port ({status} on {where}): {detail or 'conflict'}. "
-            "The port is occupied or blocked; choose another port or box.",
-            **common,
-        )
-    if status in (400, 422):
-        return OZmapValidationError(
-            f"{what}OZmap rejected the request as invalid ({status} on {where}): {detail}.",
-            **common,
-        )
     if status in TRANSIENT_STATUSES:
+        tries = f", {attempts} attempts" if attempts > 1 else ""
         return OZmapUnavailable(
-            f"{what}OZmap is unavailable ({status} on {where}"
-            f"{f', {attempts} attempts' if attempts > 1 else ''}): {detail or 'no detail'}. "
-            "Try again later.",
-            ambiguous=status != 429,
-            **common,
+            f"{what}OZmap is unavailable ({where}{tries}): {detail}. Try again later.",
+            ambiguous=status != 429,  # a 429 was refused before any processing
+            status_code=status,
+            method=method,
+            path=path,
         )
-    return OZmapError(f"{what}OZmap answered {status} on {where}: {detail}.", **common)
+    cls: type[OZmapError]
+    if status in (401, 403):
+        cls, msg = (
+            OZmapAuthError,
+            (
+                f"OZmap refused the credentials ({where}): {detail}. Check the API key "
+                "(OZMAP_API_KEY) or the login user and its permissions."
+            ),
+        )
+    elif status == 404:
+        cls, msg = OZmapNotFound, f"OZmap has no such object ({where}): {detail}."
+    elif _is_port_conflict(status, detail):
+        cls, msg = (
+            OZmapPortTaken,
+            (
+                f"OZmap refused the port ({where}): {detail}. The port is occupied or blocked; "
+                "choose another port or box."
+            ),
+        )
+    elif status in (400, 409, 422):
+        cls, msg = OZmapValidationError, f"OZmap rejected the request ({where}): {detail}."
+    else:
+        cls, msg = OZmapError, f"OZmap answered {where}: {detail}."
+    return cls(what + msg, status_code=status, method=method, path=path)
 
 
 def raise_for_status(

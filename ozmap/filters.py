@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 __all__ = [
     "OPERATORS",
@@ -53,7 +53,7 @@ Operator: TypeAlias = Literal[
     "within",
     "point-intersect",
 ]
-OPERATORS: frozenset[str] = frozenset(Operator.__args__)  # type: ignore[attr-defined]
+OPERATORS: frozenset[str] = frozenset(get_args(Operator))
 
 
 def _jsonable(value: Any) -> Any:

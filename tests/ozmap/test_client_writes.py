@@ -198,3 +198,44 @@ def test_cancel_then_reserve_again_elsewhere(oz, new_code) -> None:
 
 def test_find_properties_by_unknown_code_is_empty(oz, new_code) -> None:
     assert oz.find_properties_by_client_code(new_code("NOPE")) == []
+
+
+def test_port_without_splitter_uses_the_box_only_drop_splitter(oz, new_code) -> None:
+    single = multi = None
+    for project in oz.list_projects():
+        for snap in oz.network_snapshot(project.id):
+            free = [(s, p) for s in snap.splitters for p in s.ports if p.state is PortState.FREE]
+            if snap.box.draft or not free:
+                continue
+            if len(snap.splitters) == 1 and single is None:
+                single = FreePort(project.id, snap.box, free[0][0].splitter.id, free[0][1].number)
+            if len(snap.splitters) > 1 and multi is None:
+                multi = FreePort(project.id, snap.box, free[0][0].splitter.id, free[0][1].number)
+        if single and multi:
+            break
+    assert single and multi, "the seeded network should have boxes with 1 and with 2+ splitters"
+    r = _reserve(oz, new_code(), single, splitter_id=None)
+    assert (r.splitter_id, r.port) == (single.splitter_id, single.port)
+    with pytest.raises(OZmapValidationError, match="ambiguous"):
+        _reserve(oz, new_code(), multi, splitter_id=None)
+
+
+def test_delta_snapshot_sees_reservations_and_activations(oz, new_code) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    [fp] = find_free_ports(oz)
+    total = sum(1 for _ in oz.iter_boxes(fp.project_id))
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    code = new_code()
+    _reserve(oz, code, fp)
+    delta = {s.box.id: s for s in oz.network_snapshot(fp.project_id, updated_since=since)}
+    assert fp.box.id in delta and len(delta) < total
+    port = next(p for s in delta[fp.box.id].splitters for p in s.ports
+                if s.splitter.id == fp.splitter_id and p.number == fp.port)  # fmt: skip
+    assert port.state is PortState.RESERVED and port.client_code == code
+    # an activation only touches the client and its drop cable, never the box or the splitter
+    after_reserve = datetime.now(UTC)
+    oz.activate(code, oz.list_drop_cable_types()[0].id)
+    delta = {s.box.id: s for s in oz.network_snapshot(fp.project_id, updated_since=after_reserve)}
+    assert fp.box.id in delta
+    assert delta[fp.box.id].active >= 1

@@ -170,7 +170,7 @@ def test_status_codes_map_to_exception_types_without_the_key() -> None:
         404: OZmapNotFound,
         400: OZmapValidationError,
         422: OZmapValidationError,
-        409: OZmapPortTaken,
+        409: OZmapValidationError,  # a conflict that is not about a port (e.g. external_id)
         429: OZmapUnavailable,
         503: OZmapUnavailable,
     }
@@ -180,5 +180,14 @@ def test_status_codes_map_to_exception_types_without_the_key() -> None:
         assert key not in str(exc)
         assert exc.status_code == status
         assert exc.transient is (kind is OZmapUnavailable)
-    port_msg = {"message": "Port 3 is already occupied"}
-    assert isinstance(error_for_response(_response(400, port_msg)), OZmapPortTaken)
+    for status, message in (
+        (409, "port 3 of splitter S1 in box B1 is already occupied"),
+        (409, "box B1 has no free customer port"),
+        (400, "Porta 3 ocupada"),
+        (422, "port is blocked"),
+    ):
+        exc = error_for_response(_response(status, {"message": message}))
+        assert isinstance(exc, OZmapPortTaken), message
+        assert not exc.transient
+    assert isinstance(error_for_response(_response(400, {"message": "port must be >= 1"})),
+                      OZmapValidationError)  # fmt: skip
