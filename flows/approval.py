@@ -5,9 +5,10 @@ in ``prefect.yaml``). Parameters: ``dry_run`` (do everything, write nothing), ``
 most this many contracts, oldest first), ``as_of`` (approve what met the trigger by then;
 naive = local time; default now).
 
-One task per chunk of contracts, never per contract; chunks run on a few threads. A contract
-that fails unexpectedly is reported and the others go on; the run then ends Failed, after
-publishing the ``contract-approval-report`` table artifact that names it.
+One task per chunk of contracts, never per contract; on PostgreSQL up to four chunks run at
+once (their rows are disjoint and locked), on SQLite one after the other (a single writer).
+A contract that fails unexpectedly is reported and the others go on; the run then ends
+Failed, after publishing the ``contract-approval-report`` table artifact that names it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect.events import emit_event
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from config import get_settings
 from domain import approval
 from tasks.approval import approve_chunk, plan_approval, select_contracts
 
@@ -84,17 +86,19 @@ def approve_contracts(
         len(chunks),
         " (dry run)" if dry_run else "",
     )
-    futures = [
-        approve_chunk.submit(plan, chunk, dry_run, index=n)
-        for n, chunk in enumerate(chunks, start=1)
-    ]
     report = approval.ApprovalReport(plan=plan, dry_run=dry_run, selected=len(ids))
-    for chunk, future in zip(chunks, futures, strict=True):
-        try:
-            report.results.extend(future.result())
-        except Exception as exc:  # the chunk failed after its retries: all its contracts failed
-            logger.error("a chunk of %s contract(s) failed: %s", len(chunk), exc)
-            report.results.extend(approval.chunk_failed(chunk, exc))
+    # PostgreSQL: all at once, the task runner runs PARALLEL_CHUNKS of them at a time.
+    # SQLite has one writer: parallel chunks would only queue on its lock (and time out).
+    width = 1 if get_settings().is_sqlite else max(1, len(chunks))
+    for start in range(0, len(chunks), width):
+        window = list(enumerate(chunks[start : start + width], start=start + 1))
+        futures = [approve_chunk.submit(plan, chunk, dry_run, index=n) for n, chunk in window]
+        for (_, chunk), future in zip(window, futures, strict=True):
+            try:
+                report.results.extend(future.result())
+            except Exception as exc:  # failed after its retries: all its contracts failed
+                logger.error("a chunk of %s contract(s) failed: %s", len(chunk), exc)
+                report.results.extend(approval.chunk_failed(chunk, exc))
     _publish(report)
     logger.info(report.summary())
     if report.count(approval.Outcome.ACTIVATED) and not dry_run:
