@@ -119,6 +119,24 @@ def get_ftth_client(client_id: str) -> Op[FTTHClient]:
     return FTTHClient.model_validate(body)
 
 
+def get_raw(model: str, object_id: str) -> Op[dict[str, Any]]:
+    body = yield Request("GET", f"{_id(model)}/{_id(object_id)}", context=f"{model} {object_id}")
+    if not isinstance(body, dict):
+        raise OZmapError(f"OZmap returned no object for {model} {object_id}.")
+    return body
+
+
+def count(model: str, flt: FilterLike = None) -> Op[int]:
+    """Rows matching ``flt``: the envelope's ``total`` of a one-row page."""
+    params = core.list_params(limit=1, filter=flt, select="id")
+    body = yield Request("GET", _id(model), params=params, context=f"count {model}")
+    env = core.parse_envelope(body, model)
+    if env.total is not None:
+        return env.total
+    rows = yield Rows(model, flt, select="id")  # a server without totals: count the pages
+    return len(rows)
+
+
 def list_projects() -> Op[list[Project]]:
     rows = yield Rows("projects")
     return [Project.model_validate(r) for r in rows]

@@ -435,6 +435,14 @@ class OZmapClient(_BaseClient):
     def get_box(self, box_id: str) -> Box:
         return self._run(ops.get_box(box_id))
 
+    def get_raw(self, model: str, object_id: str) -> dict[str, Any]:
+        """Any object by id as OZmap returns it (``get_raw("cables", drop_id)``)."""
+        return self._run(ops.get_raw(model, object_id))
+
+    def count(self, model: str, *, filter: FilterLike = None) -> int:
+        """How many ``model`` rows match ``filter`` (one small request)."""
+        return self._run(ops.count(model, filter))
+
     def get_splitter(self, splitter_id: str) -> Splitter:
         return self._run(ops.get_splitter(splitter_id))
 
@@ -739,6 +747,12 @@ class AsyncOZmapClient(_BaseClient):
 
     async def get_box(self, box_id: str) -> Box:
         return await self._run(ops.get_box(box_id))
+
+    async def get_raw(self, model: str, object_id: str) -> dict[str, Any]:
+        return await self._run(ops.get_raw(model, object_id))
+
+    async def count(self, model: str, *, filter: FilterLike = None) -> int:
+        return await self._run(ops.count(model, filter))
 
     async def get_splitter(self, splitter_id: str) -> Splitter:
         return await self._run(ops.get_splitter(splitter_id))

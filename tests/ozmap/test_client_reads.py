@@ -32,6 +32,13 @@ def test_pagination_keeps_the_filter_on_every_page(oz: OZmapClient) -> None:
     assert all(r["project"] == project.id for page in pages for r in page)
 
 
+def test_count_matches_the_pages(oz: OZmapClient) -> None:
+    project = oz.list_projects()[0]
+    flt = F("project") == project.id
+    assert oz.count("boxes", filter=flt) == sum(len(p) for p in oz.iter_pages("boxes", filter=flt))
+    assert oz.count("boxes") > oz.count("boxes", filter=flt) > 0
+
+
 def test_list_projects_and_boxes_are_typed(oz: OZmapClient) -> None:
     projects = oz.list_projects()
     assert projects and all(p.id and p.name for p in projects)

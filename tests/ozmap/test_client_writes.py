@@ -146,7 +146,7 @@ def test_activate_sets_cable_and_implanted_idempotently(oz, new_code) -> None:
     [client] = _clients_with_code(oz, code)
     assert client["implanted"] is True
     [prop] = oz.find_properties_by_client_code(code)
-    drop = oz._send(Request("GET", f"cables/{prop.drop}"))
+    drop = oz.get_raw("cables", prop.drop)
     assert drop["cableType"] == cable_type.id or drop["cableType"].get("id") == cable_type.id
     again = oz.activate(code, cable_type.id)
     assert not again.changed and again.cable_id == act.cable_id
