@@ -46,12 +46,12 @@ from domain.cable_types import unknown_cable
 from domain.errors import Conflict, ExternalUnavailable, Forbidden, InvalidInput, NotFound
 from domain.outbox import enqueue
 from domain.reservation_rows import insert_reservation
+from domain.service_requests import require_owner
 from domain.units import project_ids_of
 from domain.users import Principal
 from models import (
     LIVE_RESERVATION_STATUSES,
     Address,
-    AppUser,
     CancelScope,
     Contract,
     ContractStage,
@@ -167,14 +167,7 @@ def reserve(
             "address": address,
         },
     )
-    audit.record(
-        session,
-        actor=actor.username,
-        action="reservation.reserve",
-        entity="reservation",
-        entity_id=reservation.id,
-        after={**_audit_fields(reservation), "checked_in": choice.source},
-    )
+    _audit(session, actor, "reserve", reservation, checked_in=choice.source)
     if choice.source == SOURCE_CACHE:
         log.warning(
             "reservation %s (%s) accepted on the network cache: OZmap was unreachable",
@@ -545,15 +538,7 @@ def activate(
         reservation=reservation,
         payload={"code": reservation.client_code, "cable_type_id": cable},
     )
-    audit.record(
-        session,
-        actor=actor.username,
-        action="reservation.activate",
-        entity="reservation",
-        entity_id=reservation.id,
-        before=before,
-        after=_audit_fields(reservation),
-    )
+    _audit(session, actor, "activate", reservation, before)
     return reservation
 
 
@@ -617,15 +602,7 @@ def cancel(
         reservation.touch()
         session.add(reservation)
         session.flush()
-    audit.record(
-        session,
-        actor=actor.username,
-        action=f"reservation.cancel.{scope.value}",
-        entity="reservation",
-        entity_id=reservation.id,
-        before=before,
-        after=_audit_fields(reservation),
-    )
+    _audit(session, actor, f"cancel.{scope.value}", reservation, before)
     return reservation
 
 
@@ -676,7 +653,7 @@ def activation_request(session: Session, contract_id: int) -> ServiceRequest | N
 
 
 def _require_request_owner(session: Session, contract_id: int, actor: Principal, verb: str) -> None:
-    """The ERP's rule: only the technician who took the activation request acts on its port."""
+    """Only the technician who took the contract's activation request acts on its port."""
     if actor.role is UserRole.ADMIN:
         return
     request = activation_request(session, contract_id)
@@ -685,19 +662,26 @@ def _require_request_owner(session: Session, contract_id: int, actor: Principal,
             f"contract {contract_id} has no open activation request, so nobody owns its port",
             hint="ask an admin",
         )
-    if request.assignee_id is None:
-        raise Forbidden(
-            f"activation request {request.id} has no owner; take ownership of it first "
-            f"('apropriar-se') to {verb} its port",
-            hint=f"POST /service-requests/{request.id}/take",
-        )
-    if request.assignee_id != actor.user_id:
-        owner = session.get(AppUser, request.assignee_id)
-        raise Forbidden(
-            f"activation request {request.id} belongs to "
-            f"{owner.username if owner else request.assignee_id}; only its owner may {verb} "
-            "its port",
-        )
+    require_owner(session, request, actor, f"{verb} its port")
+
+
+def _audit(
+    session: Session,
+    actor: Principal,
+    action: str,
+    reservation: PortReservation,
+    before: dict[str, object] | None = None,
+    **extra: object,
+) -> None:
+    audit.record(
+        session,
+        actor=actor.username,
+        action=f"reservation.{action}",
+        entity="reservation",
+        entity_id=reservation.id,
+        before=before,
+        after={**_audit_fields(reservation), **extra},
+    )
 
 
 def _audit_fields(r: PortReservation) -> dict[str, object]:

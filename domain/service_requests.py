@@ -159,7 +159,7 @@ def _move(session: Session, request_id: int, action: str, actor: Principal) -> S
     actor.require(UserRole.TECHNICIAN)
     sources, target = TRANSITIONS[action]
     request = _lock(session, request_id)
-    _require_owner(session, request, actor, action)
+    require_owner(session, request, actor, f"{action} it")
     if request.status is target:
         return get_service_request(session, request_id)
     if request.status not in sources:
@@ -203,22 +203,22 @@ def _lock(session: Session, request_id: int) -> ServiceRequest:
     return request
 
 
-def _require_owner(
-    session: Session, request: ServiceRequest, actor: Principal, action: str
-) -> None:
+def require_owner(session: Session, request: ServiceRequest, actor: Principal, action: str) -> None:
+    """The ERP's rule: only the technician who took the request acts on it (admins pass).
+    `action` completes "... before you <action>", e.g. "close it" or "activate its port"."""
     if actor.role is UserRole.ADMIN:
         return
     if request.assignee_id is None:
         raise Forbidden(
-            f"service request {request.id} has no owner; take ownership of it before you "
-            f"{action} it",
+            f"service request {request.id} has no owner; take ownership of it "
+            f"('apropriar-se') before you {action}",
             hint=f"POST /service-requests/{request.id}/take",
         )
     if request.assignee_id != actor.user_id:
         owner = session.get(AppUser, request.assignee_id)
         raise Forbidden(
             f"service request {request.id} belongs to "
-            f"{owner.username if owner else request.assignee_id}; only its owner may {action} it"
+            f"{owner.username if owner else request.assignee_id}; only its owner may {action}"
         )
 
 
@@ -302,6 +302,7 @@ __all__ = [
     "finish",
     "get_service_request",
     "list_service_requests",
+    "require_owner",
     "start",
     "take",
 ]

@@ -14,27 +14,18 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from cli.main import app
-from config import reset_settings_cache
 from domain import cable_types
 from domain.units import create_unit
 from models import AppUser, PortReservation, UserRole
-from ozmap.client import close_client
-from tests.domain.reservation_support import new_box, sale, sim_client
+from tests.domain.reservation_support import new_box, sale, settings_pointing_at, sim_client
 
 
 @pytest.fixture
 def cli_env(
     engine: sa.Engine, use_database: str, ozmap_sim_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
-    sim = ozmap_sim_factory(boxes=20, seed=5)
-    monkeypatch.setenv("OZMAP_URL", sim.url)
-    monkeypatch.setenv("OZMAP_API_KEY", sim.api_key)
-    reset_settings_cache()
-    close_client()
-    cable_types.clear_cache()
-    yield sim
-    close_client()
-    reset_settings_cache()
+    with settings_pointing_at(ozmap_sim_factory(boxes=20, seed=5), monkeypatch) as sim:
+        yield sim
 
 
 def run(*args: str) -> Any:

@@ -4,12 +4,17 @@ contracts with a geocoded address and an activation request, row counts."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from sqlmodel import Session, func, select
 
+from config import reset_settings_cache
+from domain import cable_types
 from domain.users import Principal
 from models import (
     Address,
@@ -22,6 +27,7 @@ from models import (
     UserRole,
 )
 from ozmap import OZmapClient
+from ozmap.client import close_client
 from tests import factories
 
 _boxes = itertools.count(1)
@@ -72,6 +78,23 @@ def sim_client(sim: Any, **kwargs: Any) -> OZmapClient:
     }
     opts.update(kwargs)
     return OZmapClient(sim.url, sim.api_key, **opts)
+
+
+@contextmanager
+def settings_pointing_at(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """OZMAP_URL / OZMAP_API_KEY of the process (service, CLI) set to the simulator, with the
+    cached settings, process-wide client and cable-type list forgotten before and after."""
+    monkeypatch.setenv("OZMAP_URL", sim.url)
+    monkeypatch.setenv("OZMAP_API_KEY", sim.api_key)
+    reset_settings_cache()
+    close_client()
+    cable_types.clear_cache()
+    try:
+        yield sim
+    finally:
+        close_client()
+        cable_types.clear_cache()
+        reset_settings_cache()
 
 
 def sale(

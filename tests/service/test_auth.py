@@ -17,11 +17,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlmodel import Session, select
 
-from config import reset_settings_cache
 from models import AppUser, UserRole
-from ozmap.client import close_client
 from service.app import create_app
 from service.auth import current_principal
+from tests.domain.reservation_support import settings_pointing_at
 from tests.fixtures.service import ApiServer
 
 USERS = {
@@ -123,13 +122,8 @@ def sim_settings(
     ozmap_sim: Any, use_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
     """Routes that reach OZmap once past the guard talk to the simulator (read-only here)."""
-    monkeypatch.setenv("OZMAP_URL", ozmap_sim.url)
-    monkeypatch.setenv("OZMAP_API_KEY", ozmap_sim.api_key)
-    reset_settings_cache()
-    close_client()
-    yield
-    close_client()
-    reset_settings_cache()
+    with settings_pointing_at(ozmap_sim, monkeypatch):
+        yield
 
 
 def test_every_route_refuses_missing_and_wrong_tokens_and_wrong_roles(

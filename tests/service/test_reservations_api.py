@@ -15,12 +15,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from config import reset_settings_cache
-from domain import cable_types
 from domain.units import create_unit
 from models import AuditLog, OutboxEvent, PortReservation, ServiceRequest
-from ozmap.client import close_client
-from tests.domain.reservation_support import counts, new_box, sale
+from tests.domain.reservation_support import counts, new_box, sale, settings_pointing_at
 from tests.fixtures.service import ApiServer
 
 HAS_SYNC_ENGINE = importlib.util.find_spec("domain.sync") is not None
@@ -33,16 +30,9 @@ def oz_env(
     """A private simulator (the database restarts ids per test, so client codes such as
     ERP-1-1 recur: a shared OZmap would rightly hold them elsewhere), and the service's OZmap
     settings (OZMAP_URL / OZMAP_API_KEY) pointing at it."""
-    sim = ozmap_sim_factory(boxes=20, seed=5)
-    monkeypatch.setenv("OZMAP_URL", sim.url)
-    monkeypatch.setenv("OZMAP_API_KEY", sim.api_key)
     monkeypatch.setenv("OZMAP_PUSH_TIMEOUT_SECONDS", "10")  # a slow CI machine is not OZmap down
-    reset_settings_cache()
-    close_client()
-    cable_types.clear_cache()
-    yield sim
-    close_client()
-    reset_settings_cache()
+    with settings_pointing_at(ozmap_sim_factory(boxes=20, seed=5), monkeypatch) as sim:
+        yield sim
 
 
 @pytest.fixture
