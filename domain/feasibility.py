@@ -638,7 +638,9 @@ class FeasibilityIndex:
             _STATUS_OBJECTS[record["status"]].tolist(),
             *(record[name].tolist() for name in _PORT_FIELDS),
         )
-        return list(map(FeasibilityHit._make, zip(*columns, strict=True)))
+        # What NamedTuple._make does, minus its per-row length check (12 columns by construction).
+        new = tuple.__new__
+        return [new(FeasibilityHit, values) for values in zip(*columns, strict=True)]
 
 
 def _nearest_per_segment(
