@@ -31,7 +31,8 @@ WATCHED_TAG = "erp-ozmap"
 
 async def _failed_run(client: Any, flow_run_id: str | None) -> FlowRun | None:
     if flow_run_id:
-        return await client.read_flow_run(UUID(flow_run_id))
+        # From the automation: the event's resource id, "prefect.flow-run.<uuid>".
+        return await client.read_flow_run(UUID(flow_run_id.removeprefix("prefect.flow-run.")))
     runs = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]),
@@ -68,7 +69,14 @@ def alert_text(
     return subject, body
 
 
-@flow(name="erp-ozmap-alert", flow_run_name="alert-{flow_run_id}", log_prints=False)
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    target = (flow_run.parameters or {}).get("flow_run_id") or "latest-failure"
+    return f"alert-for-{str(target).removeprefix('prefect.flow-run.')[:8]}"
+
+
+@flow(name="erp-ozmap-alert", flow_run_name=_run_name, log_prints=False)
 async def alert_failed_run(flow_run_id: str | None = None) -> str:
     """Alert operators about one failed run (default: the latest failed run of our flows)."""
     logger = get_run_logger()
