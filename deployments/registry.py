@@ -123,6 +123,8 @@ class DeploymentSpec:
     tags: tuple[str, ...] = (PROJECT_TAG,)
     concurrency: Concurrency | None = None
     triggers: tuple[EventTrigger, ...] = ()
+    # Parameters without a default that the operator gives at each run (e.g. an input file).
+    asks_for: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -275,6 +277,19 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         schedules=(Cron("30 3 * * *"),),
         tags=(PROJECT_TAG, "network"),
         concurrency=Concurrency(1, "CANCEL_NEW"),
+    ),
+    DeploymentSpec(
+        name="coverage-report",
+        entrypoint="flows/coverage.py:coverage_report",
+        description=(
+            "Ad hoc, for marketing before a campaign: for a CSV or GeoPackage of addresses "
+            "with coordinates (input_path, on the worker's disk), the nearest box and the "
+            "number of boxes with free ports within the radius, written as GeoPackage and CSV."
+        ),
+        parameters={"radius": None, "unit": None},
+        tags=(PROJECT_TAG, "coverage"),
+        concurrency=Concurrency(1, "ENQUEUE"),
+        asks_for=("input_path",),
     ),
     DeploymentSpec(
         name="failed-run-alert",

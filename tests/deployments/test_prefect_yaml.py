@@ -157,10 +157,13 @@ def test_entrypoint_is_a_flow_and_parameters_fit_its_signature(spec: DeploymentS
     unknown = set(spec.parameters) - known
     assert not unknown, f"{spec.name}: parameters {unknown} are not in {flow.name}'s signature"
     required = set(schema.get("required", []))
-    missing = required - set(spec.parameters)
+    missing = required - set(spec.parameters) - set(spec.asks_for)
     assert not missing, f"{spec.name}: required parameters {missing} have no default"
+    assert set(spec.asks_for) <= required, f"{spec.name}: asks_for names optional parameters"
     # Values validate against the flow's types exactly as a run would (raises if not).
-    flow.validate_parameters(dict(spec.parameters))
+    # (what the operator gives at run time stands in as a string: file paths, names)
+    given = {name: "operator-input.csv" for name in spec.asks_for}
+    flow.validate_parameters({**given, **spec.parameters})
 
 
 def test_runner_deployments_match_the_yaml() -> None:
