@@ -37,7 +37,16 @@ def serve_all(
     for key, value in RUN_ENV.items():  # heartbeats for the zombie-run automation
         os.environ.setdefault(key, value)
     from prefect import serve
+    from prefect.settings import PREFECT_API_URL
 
+    if not PREFECT_API_URL.value():
+        from deployments.bootstrap import BootstrapError
+
+        raise BootstrapError(
+            "PREFECT_API_URL is not set: serve needs a Prefect server, e.g. start one with "
+            "`uv run prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api "
+            "(or run `uv run erp-ozmap demo`, which starts everything)"
+        )
     specs = selected(names)
     deployments = [s.to_runner_deployment(schedules=schedules) for s in specs]
     if prepare:
