@@ -1,0 +1,294 @@
+"""Feasibility ("viabilidade") for the sales screen: a point or a customer, a unit, a radius.
+
+Validates every input with messages that name the field and the allowed range (the HTTP API
+answers them as 422/404, the CLI prints them and exits non-zero), resolves the unit ("Local")
+to its OZmap projects and the customer to the coordinates of the registered address, asks the
+in-memory index and shapes the answer for a sales screen: nearest first, distance in metres,
+port counts and availability of each box, and a one-line verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlmodel import Session, select
+
+from domain.customers import primary_address
+from domain.errors import InvalidInput, NotFound
+from domain.feasibility import (
+    Availability,
+    FeasibilityHit,
+    RadiusPolicy,
+)
+from domain.geo import InvalidCoordinates, validate_point
+from models import Customer, Unit, UnitProject
+
+
+class FeasibilitySource(Protocol):
+    """What answers the radius query: `FeasibilityIndex` (or a baseline in the benchmarks)."""
+
+    radius_policy: RadiusPolicy
+
+    def query(
+        self,
+        lat: float,
+        lng: float,
+        radius_m: float | None = None,
+        *,
+        projects: str | Iterable[str] | None = None,
+        only_available: bool = False,
+        limit: int | None = None,
+    ) -> list[FeasibilityHit]: ...
+
+    def __len__(self) -> int: ...
+
+
+class AddressNotGeocoded(InvalidInput):
+    """The customer has no address with coordinates: feasibility cannot be checked (422)."""
+
+    code = "address_not_geocoded"
+
+
+@dataclass(frozen=True)
+class CustomerPlace:
+    customer_id: int
+    name: str
+    address: str
+    lat: float
+    lng: float
+
+
+@dataclass(frozen=True)
+class FeasibilityQuery:
+    """A validated query: every field is within its allowed range."""
+
+    lat: float
+    lng: float
+    radius_m: float
+    unit: str | None = None
+    projects: tuple[str, ...] | None = None  # the unit's OZmap projects (None: every unit)
+    only_available: bool = False
+    limit: int | None = None
+    customer: CustomerPlace | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The query as URL parameters (for the map link); customer queries carry no point."""
+        out: dict[str, Any] = {} if self.customer else {"lat": self.lat, "lng": self.lng}
+        out["radius"] = self.radius_m
+        if self.unit:
+            out["unit"] = self.unit
+        if self.only_available:
+            out["only_available"] = "true"
+        if self.limit is not None:
+            out["limit"] = self.limit
+        return out
+
+
+@dataclass(frozen=True)
+class FeasibilityResult:
+    query: FeasibilityQuery
+    hits: list[FeasibilityHit]
+
+    def summary(self) -> dict[str, Any]:
+        counts = dict.fromkeys(Availability, 0)
+        for hit in self.hits:
+            counts[hit.availability] += 1
+        available = [h for h in self.hits if h.ports_free > 0]
+        nearest = self.hits[0] if self.hits else None
+        nearest_free = available[0] if available else None
+        return {
+            "viable": bool(available),
+            "boxes": len(self.hits),
+            "available": counts[Availability.AVAILABLE],
+            "full": counts[Availability.FULL],
+            "blocked": counts[Availability.BLOCKED],
+            "free_ports": sum(h.ports_free for h in self.hits),
+            "nearest_m": _metres(nearest.distance_m) if nearest else None,
+            "nearest_available_m": _metres(nearest_free.distance_m) if nearest_free else None,
+            "nearest_available_box": nearest_free.name if nearest_free else None,
+            "message": self.verdict(),
+        }
+
+    def verdict(self) -> str:
+        """One line for the seller, e.g. 'Viable: 3 boxes with free ports within 150 m ...'."""
+        radius = f"{self.query.radius_m:g} m"
+        available = [h for h in self.hits if h.ports_free > 0]
+        if available:
+            first = available[0]
+            return (
+                f"Viable (viável): {len(available)} box(es) with free ports within {radius}; "
+                f"nearest {first.name} at {first.distance_m:.0f} m "
+                f"with {first.ports_free} free port(s)"
+            )
+        if self.hits:
+            return (
+                f"Not viable now: {len(self.hits)} box(es) within {radius} but none has a free "
+                "port (a lead for network expansion)"
+            )
+        return f"Not viable: no box within {radius}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer for a sales screen (JSON-ready)."""
+        q = self.query
+        return {
+            "query": {
+                "lat": q.lat,
+                "lng": q.lng,
+                "radius_m": q.radius_m,
+                "unit": q.unit,
+                "only_available": q.only_available,
+                "limit": q.limit,
+                "customer_id": q.customer.customer_id if q.customer else None,
+            },
+            "customer": (
+                {
+                    "id": q.customer.customer_id,
+                    "name": q.customer.name,
+                    "address": q.customer.address,
+                }
+                if q.customer
+                else None
+            ),
+            "summary": self.summary(),
+            "boxes": [box_json(h) for h in self.hits],
+        }
+
+
+def _metres(value: float) -> float:
+    return round(value, 3)  # millimetres: the distance is exact to better than that
+
+
+def box_json(hit: FeasibilityHit) -> dict[str, Any]:
+    return {
+        "id": hit.box_id,
+        "name": hit.name,
+        "project_id": hit.project_id,
+        "lat": hit.lat,
+        "lng": hit.lng,
+        "distance_m": _metres(hit.distance_m),
+        "status": hit.status.value,
+        "availability": hit.availability.value,
+        "ports": {
+            "free": hit.ports_free,
+            "reserved": hit.ports_reserved,
+            "active": hit.ports_active,
+            "occupied": hit.ports_occupied,
+            "in_use": hit.ports_in_use,
+            "blocked": hit.ports_blocked,
+            "total": hit.ports_total,
+        },
+    }
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+def unit_projects(session: Session, unit: str) -> tuple[str, tuple[str, ...]]:
+    """Unit code → (normalised code, its OZmap project ids); 404 naming the known units."""
+    code = unit.strip().upper()
+    row = session.exec(select(Unit.id, Unit.active).where(Unit.code == code)).first()
+    if row is None:
+        known = ", ".join(session.exec(select(Unit.code).order_by(Unit.code)).all()) or "none yet"
+        raise NotFound(f"unit {unit!r} does not exist; known units: {known}", field="unit")
+    unit_id, active = row
+    if not active:
+        raise InvalidInput(f"unit {code} is inactive; choose an active unit", field="unit")
+    projects = session.exec(
+        select(UnitProject.ozmap_project_id).where(UnitProject.unit_id == unit_id)
+    ).all()
+    return code, tuple(sorted(projects))
+
+
+def validate_limit(limit: object | None) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput(f"limit must be a whole number >= 1 (got {limit!r})", field="limit")
+    return limit
+
+
+def customer_place(session: Session, customer_id: int) -> CustomerPlace:
+    """The customer's registered, geocoded address, or a 'register the address first' error."""
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist", field="customer_id")
+    address = primary_address(session, customer_id)
+    if address is None or address.latitude is None or address.longitude is None:
+        what = "has no address" if address is None else "has an address without coordinates"
+        raise AddressNotGeocoded(
+            f"customer {customer_id} ({customer.name}) {what}: register the address first "
+            "(cadastre o endereço), with its latitude and longitude",
+            field="address",
+            hint="update the customer's installation address with its coordinates, then retry",
+        )
+    try:
+        lat, lng = validate_point(address.latitude, address.longitude)
+    except InvalidCoordinates as exc:
+        raise InvalidInput(
+            f"the registered address of customer {customer_id} has unusable coordinates: "
+            f"{exc.message}",
+            field="address",
+            hint=exc.hint or "correct the address's geocoding, then retry",
+        ) from None
+    text = f"{address.street}, {address.number}"
+    if address.complement:
+        text += f" ({address.complement})"
+    text += f" - {address.neighbourhood}, {address.city}/{address.state}"
+    return CustomerPlace(customer_id, customer.name, text, lat, lng)
+
+
+def plan_query(
+    session: Session,
+    policy: RadiusPolicy,
+    *,
+    lat: object = None,
+    lng: object = None,
+    customer_id: int | None = None,
+    radius_m: object | None = None,
+    unit: str | None = None,
+    only_available: bool = False,
+    limit: object | None = None,
+) -> FeasibilityQuery:
+    """Validate a point query (`lat`/`lng`) or a customer query (`customer_id`)."""
+    place = None
+    if customer_id is not None:
+        place = customer_place(session, customer_id)
+        lat_f, lng_f = place.lat, place.lng
+    else:
+        lat_f, lng_f = validate_point(lat, lng)
+    radius = policy.resolve(radius_m)  # default when None; else 0 < r <= max
+    rows = validate_limit(limit)
+    code, projects = (None, None)
+    if unit is not None and unit.strip():
+        code, projects = unit_projects(session, unit)
+    return FeasibilityQuery(
+        lat=lat_f,
+        lng=lng_f,
+        radius_m=radius,
+        unit=code,
+        projects=projects,
+        only_available=bool(only_available),
+        limit=rows,
+        customer=place,
+    )
+
+
+def run_query(source: FeasibilitySource, query: FeasibilityQuery) -> FeasibilityResult:
+    hits = source.query(
+        query.lat,
+        query.lng,
+        query.radius_m,
+        projects=query.projects,
+        only_available=query.only_available,
+        limit=query.limit,
+    )
+    return FeasibilityResult(query, hits)
+
+
+def check_feasibility(
+    session: Session, source: FeasibilitySource, **params: Any
+) -> FeasibilityResult:
+    """`plan_query` then `run_query` (see `plan_query` for the parameters)."""
+    return run_query(source, plan_query(session, source.radius_policy, **params))
