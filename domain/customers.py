@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, fi
 from sqlmodel import Session, select
 
 from domain import audit
-from domain.coordinates import validate_lat_lng
 from domain.documents import digits, normalise_document
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.geo import validate_point
 from models import Address, Customer, CustomerPhone
 
 UF = {
@@ -111,7 +111,7 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
             raise InvalidInput(
                 "give both latitude and longitude, or neither", field="address.latitude"
             )
-        lat, lng = validate_lat_lng(
+        lat, lng = validate_point(
             address.latitude,
             address.longitude,
             lat_field="address.latitude",

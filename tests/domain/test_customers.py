@@ -72,7 +72,7 @@ def test_cnpj_is_accepted(session: Session) -> None:
         (
             {"address": {**_payload()["address"], "latitude": 95.0}},
             "address.latitude",
-            "out of range",
+            "between -90 and 90",
         ),
         (
             {"address": {**_payload()["address"], "latitude": math.nan}},
@@ -82,7 +82,7 @@ def test_cnpj_is_accepted(session: Session) -> None:
         (
             {"address": {**_payload()["address"], "longitude": -200.0}},
             "address.longitude",
-            "out of range",
+            "between -180 and 180",
         ),
         (
             {"address": {**_payload()["address"], "latitude": -46.6, "longitude": -23.5}},
