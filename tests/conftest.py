@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.ozmap",
     "tests.fixtures.prefect",
     "tests.fixtures.service",
+    "tests.fixtures.browser",
 ]

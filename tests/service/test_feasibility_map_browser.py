@@ -9,8 +9,6 @@ CI needs Debian's Chromium: `apt-get install -y chromium`.
 from __future__ import annotations
 
 import functools
-import shutil
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -23,13 +21,11 @@ from pyproj import Geod
 
 from domain.feasibility import BoxRecord, BoxStatus, FeasibilityIndex, RadiusPolicy
 from domain.feasibility_map import JQUERY_JS, LEAFLET_CSS, LEAFLET_JS, render_feasibility_map
+from tests.fixtures.browser import dump_dom
 
 pytestmark = pytest.mark.browser
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "service" / "static"
-CHROMIUM = next(
-    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
-)
 CENTRE = (-23.5505, -46.6333)
 GEOD = Geod(ellps="WGS84")
 
@@ -78,28 +74,6 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path, list[tuple[str, int]]]]:
         thread.join(timeout=10)
 
 
-def dump_dom(url: str, profile: Path) -> str:
-    assert CHROMIUM is not None
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        # No internet: every host except loopback fails to resolve.
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        url,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
 def boxes() -> list[BoxRecord]:
     """Boxes of every availability around the centre, plus one outside and one draft."""
     specs = [
@@ -134,11 +108,8 @@ def boxes() -> list[BoxRecord]:
     return records
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)"
-)
 def test_map_shows_one_marker_per_box_plus_the_customer_without_internet(
-    site: tuple[str, Path, list[tuple[str, int]]], tmp_path: Path
+    site: tuple[str, Path, list[tuple[str, int]]], tmp_path: Path, chromium: str
 ) -> None:
     base_url, root, requested = site
     index = FeasibilityIndex.from_boxes(boxes(), radius_policy=RadiusPolicy())
@@ -147,7 +118,7 @@ def test_map_shows_one_marker_per_box_plus_the_customer_without_internet(
     page = render_feasibility_map(*CENTRE, 150, hits, static_url=f"{base_url}/static")
     (root / "map.html").write_text(page, encoding="utf-8")
 
-    dom = dump_dom(f"{base_url}/map.html", tmp_path / "profile")
+    dom = dump_dom(chromium, f"{base_url}/map.html", tmp_path / "profile")
 
     counter = ElementCounter()
     counter.feed(dom)
