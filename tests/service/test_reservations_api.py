@@ -43,27 +43,35 @@ def unit(engine: sa.Engine) -> str:
     return "SPO"
 
 
-def _open_sale(api: ApiServer, unit: str, name: str = "Joana Pereira") -> dict[str, Any]:
-    """Register a customer with a geocoded address and open a sale, as a seller does."""
+def _open_sale(engine: sa.Engine, unit: str, name: str = "Joana Pereira") -> dict[str, Any]:
+    """A registered customer with a geocoded address and an open sale, committed.
+
+    Through the domain, not POST /customers + /sales: those routes commit in the request-
+    scoped dependency, i.e. after the answer is sent, so the next request may not see them."""
     from validate_docbr import CPF
 
-    with api.client("seller") as http:
-        customer = http.post(
-            "/customers",
-            json={
-                "name": name,
-                "document": CPF().generate(),
-                "address": {
-                    "street": "Av. Paulista", "number": "1000", "neighbourhood": "Bela Vista",
-                    "city": "São Paulo", "state": "SP", "postal_code": "01310-100",
-                    "latitude": -23.5613, "longitude": -46.6565,
-                },
-            },
+    from domain.customers import AddressIn, CustomerIn, register_customer
+    from domain.sales import SaleIn, open_sale
+    from domain.users import cli_admin
+
+    with Session(engine) as s:
+        admin = cli_admin(s)
+        customer = register_customer(
+            s,
+            CustomerIn(
+                name=name,
+                document=CPF().generate(),
+                address=AddressIn(
+                    street="Av. Paulista", number="1000", neighbourhood="Bela Vista",
+                    city="São Paulo", state="SP", postal_code="01310-100",
+                    latitude=-23.5613, longitude=-46.6565,
+                ),
+            ),
+            actor=admin.username,
         )  # fmt: skip
-        assert customer.status_code == 201, customer.text
-        opened = http.post("/sales", json={"customer_id": customer.json()["id"], "unit": unit})
-        assert opened.status_code == 201, opened.text
-        return opened.json()
+        sold = open_sale(s, SaleIn(customer_id=customer.id, unit=unit), actor=admin)
+        s.commit()
+    return {"contract_id": sold.contract_id, "service_request_id": sold.service_request_id}
 
 
 def _db_counts(engine: sa.Engine) -> dict[str, int]:
@@ -85,7 +93,7 @@ def _refused(
 def test_a_sale_from_reservation_to_activation(
     api_server: ApiServer, oz_env: Any, unit: str, engine: sa.Engine
 ) -> None:
-    sold = _open_sale(api_server, unit)
+    sold = _open_sale(engine, unit)
     box = new_box(oz_env)
     seller, tech = api_server.client("seller"), api_server.client("tech")
 
@@ -142,7 +150,7 @@ def test_a_sale_from_reservation_to_activation(
 def test_the_action_reaches_ozmap_at_once(
     api_server: ApiServer, oz_env: Any, unit: str, engine: sa.Engine
 ) -> None:
-    sold = _open_sale(api_server, unit)
+    sold = _open_sale(engine, unit)
     box = new_box(oz_env)
     with api_server.client("seller") as seller:
         res = seller.post(
@@ -161,7 +169,7 @@ def test_the_action_reaches_ozmap_at_once(
 def test_refusals_are_clear_and_write_nothing(
     api_server: ApiServer, oz_env: Any, unit: str, engine: sa.Engine
 ) -> None:
-    sold = _open_sale(api_server, unit)
+    sold = _open_sale(engine, unit)
     box = new_box(oz_env)
     spl = box.splitter_ids[0]
     oz_env.state.set_port_blocked(spl, 2)
@@ -253,7 +261,7 @@ def test_twenty_sellers_racing_for_one_port_one_wins(
 def test_service_request_desk_over_http(
     api_server: ApiServer, oz_env: Any, unit: str, engine: sa.Engine
 ) -> None:
-    first, second = (_open_sale(api_server, unit, f"Cliente {i}") for i in range(2))
+    first, second = (_open_sale(engine, unit, f"Cliente {i}") for i in range(2))
     a, b = first["service_request_id"], second["service_request_id"]
     tech, tech2, seller = (api_server.client(u) for u in ("tech", "tech2", "seller"))
 
