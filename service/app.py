@@ -61,4 +61,7 @@ def create_app() -> FastAPI:
 
     app.include_router(routes_reservations.router)
     app.include_router(routes_service_requests.router)
+    from service import routes_feasibility  # its lifespan loads and watches the index
+
+    app.include_router(routes_feasibility.router)
     return app

@@ -30,7 +30,9 @@ def _bearer(request: Request) -> str | None:
 
 
 def current_principal(request: Request, session: Session = Depends(db_session)) -> Principal:
-    return authenticate(session, _bearer(request))
+    # A route that accepts signed links (the map page) verified one before this dependency.
+    signed = getattr(request.state, "signed_principal", None)
+    return signed if signed is not None else authenticate(session, _bearer(request))
 
 
 def require_role(*roles: UserRole) -> Callable[..., Principal]:

@@ -1,0 +1,203 @@
+"""Feasibility ("viabilidade") routes: JSON for the sales screen and the map page.
+
+    GET /feasibility?lat=&lng=&radius=&unit=&only_available=&limit=
+    GET /customers/{id}/feasibility?radius=&unit=&only_available=&limit=
+    GET /feasibility/map?...                 the HTML map of the same query
+    GET /customers/{id}/feasibility/map?...
+
+Every route needs a bearer token of a seller, technician, billing user or admin. The JSON
+answers carry `map_url`, a short-lived link signed for that query and user (see
+`service.map_links`), because a browser tab opened from the sales screen cannot send the
+header; the map routes accept either that signature or the bearer header. Bad input answers
+422 (404 for an unknown unit or customer) with a message naming the field and its range.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlmodel import Session
+
+from domain import feasibility_service as fs
+from domain.errors import Unauthorized
+from domain.feasibility_map import render_feasibility_map
+from domain.users import Principal, hash_token
+from models import UserRole
+from service import map_links
+from service.auth import db_session, require_role
+from service.feasibility_index import FeasibilityIndexService, index_lifespan, index_service
+
+router = APIRouter(tags=["feasibility"], lifespan=index_lifespan)
+
+_ROLES = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)  # admins always pass
+_NO_STORE = {"Cache-Control": "no-store"}
+# The map page loads tiles from a tile server: never send it the signed URL as a Referer.
+_PAGE_HEADERS = {**_NO_STORE, "Referrer-Policy": "no-referrer"}
+
+Radius = Annotated[
+    float | None,
+    Query(
+        description="search radius in metres; default and maximum from the settings "
+        "(FEASIBILITY_DEFAULT_RADIUS_M, FEASIBILITY_MAX_RADIUS_M: 150 and 3000 out of the box)"
+    ),
+]
+Unit = Annotated[
+    str | None, Query(description="company unit code (Local): only that unit's OZmap projects")
+]
+OnlyAvailable = Annotated[
+    bool, Query(description="leave out boxes without a free port (full ones are listed otherwise)")
+]
+Limit = Annotated[int | None, Query(description="at most this many boxes, nearest first")]
+Lat = Annotated[float, Query(description="latitude in degrees (WGS84), Brazil: -34 to 5.3")]
+Lng = Annotated[float, Query(description="longitude in degrees (WGS84), Brazil: -74 to -28.8")]
+CustomerId = Annotated[int, Path(description="ERP customer id")]
+
+
+def _token_hash(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return hash_token(token.strip()) if scheme.lower() == "bearer" else ""
+
+
+def _answer(
+    request: Request,
+    service: FeasibilityIndexService,
+    principal: Principal,
+    query: fs.FeasibilityQuery,
+    map_path: str,
+) -> dict[str, Any]:
+    body = fs.run_query(service.index, query).to_json()
+    body["index"] = service.info()
+    body["map_url"] = request.scope.get("root_path", "") + map_links.sign(
+        map_path, query.params(), username=principal.username, token_hash=_token_hash(request)
+    )
+    body["map_url_expires_in_s"] = map_links.LINK_TTL_SECONDS
+    return body
+
+
+@router.get("/feasibility", summary="Boxes that can serve a point (viabilidade)")
+def feasibility(
+    request: Request,
+    lat: Lat,
+    lng: Lng,
+    radius: Radius = None,
+    unit: Unit = None,
+    only_available: OnlyAvailable = False,
+    limit: Limit = None,
+    session: Session = Depends(db_session),
+    principal: Principal = Depends(require_role(*_ROLES)),
+    service: FeasibilityIndexService = Depends(index_service),
+) -> dict[str, Any]:
+    """Every box within the radius, nearest first (ties by box id), with distance in metres,
+    port counts and availability; drafts ("em projeto") are never offered."""
+    query = fs.plan_query(
+        session, service.index.radius_policy, lat=lat, lng=lng, radius_m=radius, unit=unit,
+        only_available=only_available, limit=limit,
+    )  # fmt: skip
+    return _answer(request, service, principal, query, "/feasibility/map")
+
+
+@router.get("/customers/{customer_id}/feasibility", summary="Feasibility at a customer's address")
+def customer_feasibility(
+    request: Request,
+    customer_id: CustomerId,
+    radius: Radius = None,
+    unit: Unit = None,
+    only_available: OnlyAvailable = False,
+    limit: Limit = None,
+    session: Session = Depends(db_session),
+    principal: Principal = Depends(require_role(*_ROLES)),
+    service: FeasibilityIndexService = Depends(index_service),
+) -> dict[str, Any]:
+    """Like `/feasibility`, at the customer's registered, geocoded address (422
+    `address_not_geocoded`: register the address first)."""
+    query = fs.plan_query(
+        session, service.index.radius_policy, customer_id=customer_id, radius_m=radius,
+        unit=unit, only_available=only_available, limit=limit,
+    )  # fmt: skip
+    return _answer(request, service, principal, query, f"/customers/{customer_id}/feasibility/map")
+
+
+def signed_link(request: Request, session: Session = Depends(db_session)) -> None:
+    """Route dependency of the map pages, solved before the role check: a request without a
+    bearer header that carries a signed `map_url` acts as the user the link was issued to."""
+    if request.headers.get("authorization"):
+        return  # the bearer header decides, as on every route
+    if "sig" not in request.query_params:
+        raise Unauthorized(
+            "missing API token",
+            hint="open the map from the feasibility answer's map_url (a signed link), "
+            "or send 'Authorization: Bearer <token>'",
+        )
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    path = path[len(root) :] if root and path.startswith(root) else path  # as signed
+    request.state.signed_principal = map_links.verify(
+        session, path, list(request.query_params.multi_items())
+    )
+
+
+def _page(request: Request, result: fs.FeasibilityResult, title: str) -> HTMLResponse:
+    q = result.query
+    page = render_feasibility_map(
+        q.lat, q.lng, q.radius_m, result.hits,
+        static_url=request.scope.get("root_path", "") + "/static", title=title,
+    )  # fmt: skip
+    return HTMLResponse(page, headers=_PAGE_HEADERS)
+
+
+@router.get(
+    "/feasibility/map",
+    response_class=HTMLResponse,
+    summary="Map page (ver no mapa)",
+    dependencies=[Depends(signed_link)],
+)
+def feasibility_map(
+    request: Request,
+    lat: Lat,
+    lng: Lng,
+    radius: Radius = None,
+    unit: Unit = None,
+    only_available: OnlyAvailable = False,
+    limit: Limit = None,
+    session: Session = Depends(db_session),
+    _: Principal = Depends(require_role(*_ROLES)),
+    service: FeasibilityIndexService = Depends(index_service),
+) -> HTMLResponse:
+    """The point, the radius circle and the boxes coloured by availability, with popups.
+    Open the `map_url` of a feasibility answer (signed, valid 15 minutes) or send the bearer
+    header. Leaflet is served from `/static`: markers render without internet."""
+    result = fs.check_feasibility(
+        session, service.index, lat=lat, lng=lng, radius_m=radius, unit=unit,
+        only_available=only_available, limit=limit,
+    )  # fmt: skip
+    return _page(request, result, "Feasibility (viabilidade)")
+
+
+@router.get(
+    "/customers/{customer_id}/feasibility/map",
+    response_class=HTMLResponse,
+    summary="Map page at a customer's address",
+    dependencies=[Depends(signed_link)],
+)
+def customer_feasibility_map(
+    request: Request,
+    customer_id: CustomerId,
+    radius: Radius = None,
+    unit: Unit = None,
+    only_available: OnlyAvailable = False,
+    limit: Limit = None,
+    session: Session = Depends(db_session),
+    _: Principal = Depends(require_role(*_ROLES)),
+    service: FeasibilityIndexService = Depends(index_service),
+) -> HTMLResponse:
+    """Like `/feasibility/map`, centred on the customer's registered address."""
+    result = fs.check_feasibility(
+        session, service.index, customer_id=customer_id, radius_m=radius, unit=unit,
+        only_available=only_available, limit=limit,
+    )  # fmt: skip
+    customer = result.query.customer
+    name = html.escape(customer.name) if customer else ""  # the page title is not escaped
+    title = f"Feasibility (viabilidade) — {name}" if customer else "Feasibility (viabilidade)"
+    return _page(request, result, title)
