@@ -39,7 +39,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -90,6 +90,7 @@ __all__ = [
     "outbox_overview",
     "push_now",
     "record_outcome",
+    "record_outcomes",
     "run_batch",
 ]
 
@@ -100,6 +101,8 @@ log = logging.getLogger("domain.sync")
 DEFAULT_LEASE_SECONDS = 300.0
 PUSH_LEASE_SECONDS = 60.0
 _ERROR_CHARS = 1000  # last_error holds 2000, sync_error 1000
+_RECORD_GROUP = 25
+_RECORD_WAIT = 0.1
 
 _E = OutboxEvent
 _R = PortReservation
@@ -422,12 +425,21 @@ def _bury_lost(session: Session, now: datetime, max_attempts: int) -> list[Outco
     for eid in _locked_ids(session, q):
         row = session.get(OutboxEvent, eid)
         assert row is not None
+        res = None
+        if row.reservation_id is not None:
+            # Skip (until the next claim) a reservation someone holds: the late worker may be
+            # recording this very row right now, holding the reservation and waiting for us.
+            rq = sa.select(_R).where(_R.id == row.reservation_id)
+            if session.get_bind().dialect.name == "postgresql":
+                rq = rq.with_for_update(skip_locked=True)
+            res = session.execute(rq).scalar_one_or_none()
+            if res is None:
+                continue
         why = (
             f"the sync worker stopped during attempt {row.attempts} of {max_attempts} "
             "(lease expired); no attempts left"
         )
         _mark(row, OutboxStatus.DEAD, now, why)
-        res = session.get(PortReservation, row.reservation_id) if row.reservation_id else None
         if res is not None:
             _set_sync(res, SyncState.FAILED, _dead_message(row, why))
         out.append(
@@ -667,19 +679,129 @@ def _dead_message(row: OutboxEvent, last_error: str | None) -> str:
     )
 
 
-def _settle(session: Session, res: PortReservation, row: OutboxEvent) -> None:
-    """After a successful delivery: synced when nothing else of the reservation is open."""
-    still_open = session.execute(
-        sa.select(sa.func.count())
-        .select_from(_E)
-        .where(_E.reservation_id == res.id, _E.id != row.id, _E.status.in_(_ACTIVE))
-    ).scalar_one()
-    if still_open:
-        return
+def _settle(res: PortReservation) -> None:
+    """Nothing of the reservation is open any more: it is in sync with OZmap."""
     erp_only = (
         res.status is ReservationStatus.CANCELLED and res.cancel_scope is CancelScope.ERP_ONLY
     )
     _set_sync(res, SyncState.NOT_APPLICABLE if erp_only else SyncState.SYNCED, None)
+
+
+def _apply_outcome(
+    row: OutboxEvent | None,
+    res: PortReservation | None,
+    event: ClaimedEvent,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    max_attempts: int,
+    backoff: Backoff,
+    retry_now: bool,
+) -> Outcome:
+    """Change the row (and its reservation, except "synced", see ``record_outcomes``)."""
+    if (
+        row is None
+        or row.status is not OutboxStatus.IN_PROGRESS
+        or row.claimed_by != event.claimed_by
+    ):
+        return replace(outcome, result=Result.STALE)
+    final = replace(outcome, attempts=row.attempts)
+    if outcome.result is Result.DONE:
+        _mark(row, OutboxStatus.DONE, now, None)
+        if res is not None and event.kind is OutboxKind.RESERVE and outcome.property_id:
+            res.ozmap_property_id = outcome.property_id
+            res.ozmap_client_id = outcome.client_id
+        return replace(final, applied_at=now)
+    if outcome.result is Result.CONFLICT:
+        _mark(row, OutboxStatus.CONFLICT, now, _clip(outcome.message, 2000))
+        if res is not None:
+            _set_sync(res, SyncState.CONFLICT, outcome.message)
+        return final
+    # RETRY or ERROR: try again later, or give up.
+    if outcome.systemic:
+        row.attempts = max(0, row.attempts - 1)  # not this event's fault
+        final = replace(final, attempts=row.attempts)
+    elif row.attempts >= max_attempts:
+        _mark(row, OutboxStatus.DEAD, now, _clip(outcome.message, 2000))
+        if res is not None:
+            _set_sync(res, SyncState.FAILED, _dead_message(row, outcome.message))
+        return replace(final, result=Result.DEAD)
+    wait = 0.0 if retry_now else backoff.delay(row.attempts)
+    _mark(row, OutboxStatus.PENDING, now, _clip(outcome.message, 2000))
+    row.next_attempt_at = now + timedelta(seconds=wait)
+    row.done_at = None
+    if res is not None and res.sync_state is SyncState.PENDING:
+        res.sync_error = _clip(f"will retry: {outcome.message}", 1000)
+        res.touch()
+    return replace(final, next_attempt_at=row.next_attempt_at)
+
+
+def record_outcomes(
+    engine: sa.Engine,
+    items: Sequence[tuple[ClaimedEvent, Outcome]],
+    *,
+    max_attempts: int,
+    backoff: Backoff = Backoff(),
+    retry_now: bool = False,
+    now: datetime | None = None,
+) -> list[Outcome]:
+    """Write outcomes to their rows and reservations in one transaction; the final outcomes.
+
+    Only the lease holder's outcome counts (else ``STALE``). A transient failure backs off,
+    or becomes ``DEAD`` after ``max_attempts``; ``retry_now`` keeps it due at once instead
+    (``push_now``: the scheduled or event-triggered drain takes it next). A reservation is
+    ``synced`` once its last open event is done.
+    """
+    if not items:
+        return []
+    now = now or utcnow()
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        # Reservations first, in id order (the ERP's actions lock them too): a concurrent
+        # enqueue either commits before we count the open events, or waits until we are done.
+        rids = sorted({e.reservation_id for e, _ in items if e.reservation_id is not None})
+        reservations = {
+            r.id: r
+            for r in s.execute(
+                sa.select(_R).where(_R.id.in_(rids)).order_by(_R.id).with_for_update()
+            ).scalars()
+        }
+        rows = {
+            r.id: r
+            for r in s.execute(
+                sa.select(_E)
+                .where(_E.id.in_([e.id for e, _ in items]))
+                .order_by(_E.id)
+                .with_for_update()
+            ).scalars()
+        }
+        finals = []
+        for event, outcome in items:
+            res = reservations.get(event.reservation_id) if event.reservation_id else None
+            finals.append(
+                _apply_outcome(
+                    rows.get(event.id),
+                    res,
+                    event,
+                    outcome,
+                    now=now,
+                    max_attempts=max_attempts,
+                    backoff=backoff,
+                    retry_now=retry_now,
+                )
+            )
+        done = {f.reservation_id for f in finals if f.result is Result.DONE and f.reservation_id}
+        if done:
+            s.flush()
+            still_open = set(
+                s.execute(
+                    sa.select(_E.reservation_id)
+                    .where(_E.reservation_id.in_(done), _E.status.in_(_ACTIVE))
+                    .distinct()
+                ).scalars()
+            )
+            for rid in done - still_open:
+                _settle(reservations[rid])
+    return finals
 
 
 def record_outcome(
@@ -692,59 +814,12 @@ def record_outcome(
     retry_now: bool = False,
     now: datetime | None = None,
 ) -> Outcome:
-    """Write the outcome to the row and its reservation (one transaction); the final outcome.
-
-    ``retry_now``: a transient failure stays due at once (``push_now``: the scheduled or
-    event-triggered drain takes it next) instead of backing off.
-    """
-    now = now or utcnow()
-    with Session(engine, expire_on_commit=False) as s, s.begin():
-        # Reservation first (the ERP's actions lock it too): a concurrent enqueue either
-        # commits before we count the open events, or waits until we are done.
-        res = (
-            s.get(PortReservation, event.reservation_id, with_for_update=True)
-            if event.reservation_id
-            else None
-        )
-        row = s.get(OutboxEvent, event.id, with_for_update=True, populate_existing=True)
-        if (
-            row is None
-            or row.status is not OutboxStatus.IN_PROGRESS
-            or row.claimed_by != event.claimed_by
-        ):
-            return replace(outcome, result=Result.STALE)
-        final = replace(outcome, attempts=row.attempts)
-        if outcome.result is Result.DONE:
-            _mark(row, OutboxStatus.DONE, now, None)
-            if res is not None:
-                if event.kind is OutboxKind.RESERVE and outcome.property_id:
-                    res.ozmap_property_id = outcome.property_id
-                    res.ozmap_client_id = outcome.client_id
-                _settle(s, res, row)
-            return replace(final, applied_at=now)
-        if outcome.result is Result.CONFLICT:
-            _mark(row, OutboxStatus.CONFLICT, now, _clip(outcome.message, 2000))
-            if res is not None:
-                _set_sync(res, SyncState.CONFLICT, outcome.message)
-            return final
-        # RETRY or ERROR: try again later, or give up.
-        if outcome.systemic:
-            row.attempts = max(0, row.attempts - 1)  # not this event's fault
-            final = replace(final, attempts=row.attempts)
-        if row.attempts >= max_attempts and not outcome.systemic:
-            why = _clip(outcome.message, 2000)
-            _mark(row, OutboxStatus.DEAD, now, why)
-            if res is not None:
-                _set_sync(res, SyncState.FAILED, _dead_message(row, outcome.message))
-            return replace(final, result=Result.DEAD)
-        wait = 0.0 if retry_now else backoff.delay(row.attempts)
-        _mark(row, OutboxStatus.PENDING, now, _clip(outcome.message, 2000))
-        row.next_attempt_at = now + timedelta(seconds=wait)
-        row.done_at = None
-        if res is not None and res.sync_state is SyncState.PENDING:
-            res.sync_error = _clip(f"will retry: {outcome.message}", 1000)
-            res.touch()
-        return replace(final, next_attempt_at=row.next_attempt_at)
+    """``record_outcomes`` for one event."""
+    (final,) = record_outcomes(
+        engine, [(event, outcome)], max_attempts=max_attempts, backoff=backoff,
+        retry_now=retry_now, now=now,
+    )  # fmt: skip
+    return final
 
 
 # --- batches, drains, push-now -------------------------------------------------------------
@@ -785,18 +860,46 @@ def run_batch(
     )  # fmt: skip
     events = load_events(engine, claim.ids)
 
-    def one(event: ClaimedEvent) -> Outcome:
-        return record_outcome(
-            engine, event, deliver(event, client), max_attempts=attempts, backoff=backoff
+    def record(items: list[tuple[ClaimedEvent, Outcome]]) -> None:
+        report.outcomes.extend(
+            record_outcomes(engine, items, max_attempts=attempts, backoff=backoff)
         )
 
     if len(events) <= 1 or concurrency <= 1:
-        report.outcomes.extend(one(e) for e in events)
+        for e in events:
+            record([(e, deliver(e, client))])
     else:
-        with ThreadPoolExecutor(min(concurrency, len(events)), "outbox") as pool:
-            report.outcomes.extend(pool.map(one, events))
+        _deliver_concurrently(events, client, min(concurrency, len(events)), record)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _deliver_concurrently(
+    events: Sequence[ClaimedEvent],
+    client: SyncClient,
+    width: int,
+    record: Callable[[list[tuple[ClaimedEvent, Outcome]]], None],
+) -> None:
+    """Deliver in ``width`` threads; record outcomes in small groups as they arrive.
+
+    Grouping the writes (up to ``_RECORD_GROUP`` rows, or what arrived within
+    ``_RECORD_WAIT`` s) keeps the database from becoming the bottleneck, most of all SQLite's
+    single writer; an outcome is written at most a fraction of a second after it is known.
+    """
+    with ThreadPoolExecutor(width, "outbox") as pool:
+        pending = {pool.submit(deliver, e, client): e for e in events}
+        buffer: list[tuple[ClaimedEvent, Outcome]] = []
+        oldest = 0.0
+        while pending:
+            done, _ = wait(pending, timeout=_RECORD_WAIT, return_when=FIRST_COMPLETED)
+            for fut in done:
+                if not buffer:
+                    oldest = time.monotonic()
+                buffer.append((pending.pop(fut), fut.result()))
+            full = len(buffer) >= _RECORD_GROUP
+            if buffer and (full or not pending or time.monotonic() - oldest >= _RECORD_WAIT):
+                record(buffer)
+                buffer = []
 
 
 def drain_batches(

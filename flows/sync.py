@@ -51,7 +51,7 @@ from tasks.sync import read_outbox_overview, sync_batch
 SUMMARY_KEY = "ozmap-sync-summary"
 PROGRESS_KEY = "ozmap-sync-progress"
 LISTED = 20  # entries per list in the summary artifact
-KIND_WORDS = {"reserve": "reservations", "activate": "activations", "cancel": "cancellations"}
+KIND_WORDS = {"reserve": "reservation", "activate": "activation", "cancel": "cancellation"}
 
 
 class OutboxSyncFailed(RuntimeError):
@@ -93,7 +93,7 @@ def headline(report: DrainReport, tz: tzinfo) -> str:
     if delivered:
         kinds = report.by_kind
         detail = ", ".join(
-            f"{v['done']} {KIND_WORDS.get(k, k)}" for k, v in kinds.items() if v.get("done")
+            _plural(v["done"], KIND_WORDS.get(k, k)) for k, v in kinds.items() if v.get("done")
         )
         parts.append(f"delivered {_plural(len(delivered), 'change')} to OZmap ({detail})")
     else:
@@ -151,7 +151,7 @@ def summary_markdown(
         "",
         f"**{headline(report, tz)}.**",
         "",
-        "| | " + " | ".join(KIND_WORDS[k] for k in kinds) + " | total |",
+        "| | " + " | ".join(KIND_WORDS[k] + "s" for k in kinds) + " | total |",
         "|---|" + "---:|" * (len(kinds) + 1),
     ]
     for label, result in rows:
@@ -169,7 +169,7 @@ def summary_markdown(
     ]
     lines += _listing(
         "Conflicts — OZmap refused; never retried", report.of(Result.CONFLICT),
-        lambda o: f"{_who(o)}: {o.message}",
+        lambda o: o.message,
     )  # fmt: skip
     lines += _listing(
         "Dead letters — OZmap did not take them after the last attempt", report.of(Result.DEAD),

@@ -96,7 +96,7 @@ def test_500_mixed_actions_under_faults_end_as_the_erp_says(engine, ozmap_sim_fa
                     drain(engine, client, worker_id="bg", batch_size=25, concurrency=4,
                           max_attempts=60, backoff=FAST_BACKOFF)
                 )  # fmt: skip
-                time.sleep(0.05)
+                time.sleep(0.2)
 
     worker = threading.Thread(target=scheduled_worker, daemon=True)
     worker.start()
@@ -104,7 +104,7 @@ def test_500_mixed_actions_under_faults_end_as_the_erp_says(engine, ozmap_sim_fa
     try:
         with sim_client(sim, timeout=CLIENT_TIMEOUT, max_retries=0) as push_client:
             for i, ev in enumerate(_mixed_actions(erp, sim, 500, rng, cables)):
-                if ev is not None and i % 3 == 0:  # the service pushes right after an action
+                if ev is not None and i % 5 == 0:  # the service pushes right after an action
                     out = push_now(ev, engine=engine, client=push_client, max_attempts=60)
                     pushed[out.result.value if out else "skipped"] += 1
     finally:
@@ -116,7 +116,7 @@ def test_500_mixed_actions_under_faults_end_as_the_erp_says(engine, ozmap_sim_fa
     counters = sim.fault_counters()
     sim.clear_faults()
 
-    assert sum(pushed.values()) >= 160
+    assert sum(pushed.values()) == 100
     assert counters["error"] and counters["429"] and counters["timeout"] and counters["lost"]
     failed = sum(counters[k] for k in ("error", "429", "timeout"))
     assert failed / counters["requests"] == pytest.approx(0.3, abs=0.03)
@@ -179,7 +179,7 @@ def test_worker_killed_mid_batch_and_restarted(engine, ozmap_sim_factory) -> Non
     erp = Erp(engine, prefix="KILL")
     with sim_client(sim) as clean:
         cable = clean.list_drop_cable_types()[0].id
-    ports = free_ports(sim, 90)
+    ports = free_ports(sim, 60)
     rids = [erp.reserve(fp)[0] for fp in ports]
     for rid in rids[::3]:
         erp.activate(rid, cable)
@@ -191,7 +191,7 @@ def test_worker_killed_mid_batch_and_restarted(engine, ozmap_sim_factory) -> Non
     victim = _worker(engine, sim, "victim", until_settled=True)
     try:
         deadline = time.monotonic() + 60
-        while _count(engine, OutboxStatus.DONE) < 10:
+        while _count(engine, OutboxStatus.DONE) < 5:
             assert victim.poll() is None, victim.stderr.read() if victim.stderr else ""
             assert time.monotonic() < deadline, "the worker delivered nothing within 60 s"
             time.sleep(0.02)
@@ -208,7 +208,7 @@ def test_worker_killed_mid_batch_and_restarted(engine, ozmap_sim_factory) -> Non
     assert in_flight > 0  # leases of the killed worker are left behind
     assert _count(engine, OutboxStatus.DONE) < total
 
-    sim.set_faults(latency_ms=2)
+    sim.clear_faults()
     restarted = _worker(engine, sim, "restarted", until_settled=True)
     out, err = restarted.communicate(timeout=180)
     assert restarted.returncode == 0, err[-2000:]
