@@ -577,7 +577,7 @@ def print_welcome(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
     echo("erp-ozmap demo is running:")
     echo(f"  Prefect UI       {cfg.prefect_ui_url}   (deployments, runs, artifacts, automations)")
     echo(f"  ERP-facing API   {cfg.api_url}/docs   (OpenAPI)")
-    echo(f"  map page         {cfg.api_url}/customers/{cust}/feasibility/map (with a token)")
+    echo("  map page         the signed map_url of any feasibility answer (open in a browser)")
     echo(f"  OZmap simulator  {cfg.ozmap_url}   (API key {cfg.ozmap_api_key!r})")
     echo(f"  data             {cfg.data_dir}   (logs in {cfg.log_dir})")
     echo("")
@@ -590,7 +590,12 @@ def print_welcome(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
     echo(f"  curl -s {auth} '{cfg.api_url}/customers?q=Silva'")
     echo(f"  curl -s {auth} '{cfg.api_url}/customers/{cust}/feasibility?radius=300'")
     echo(f"  curl -s {auth} '{cfg.api_url}/feasibility?lat={lat}&lng={lng}&radius=200&unit=SPO'")
-    echo(f"  curl -s {auth} -o map.html '{cfg.api_url}/customers/{cust}/feasibility/map'")
+    if seeded.example_contract_id and seeded.example_box_id:
+        body = json.dumps(
+            {"contract_id": seeded.example_contract_id, "box_id": seeded.example_box_id}
+        )
+        echo(f"  curl -s {auth} -H 'Content-Type: application/json' -d '{body}' "
+             f"'{cfg.api_url}/reservations'")  # fmt: skip
     echo(f"  curl -s -H \"Authorization: Bearer {tech}\" '{cfg.api_url}/service-requests'")
     try:
         adhoc = by_name("adhoc").full_name()

@@ -111,6 +111,8 @@ class SeedResult:
     warnings: list[str] = field(default_factory=list)
     example_customer_id: int | None = None
     example_lat_lng: tuple[float, float] | None = None
+    example_contract_id: int | None = None  # a sale still without a port: reserve one
+    example_box_id: str | None = None  # a box with free ports near that customer
 
 
 def cpf(rng: random.Random) -> str:
@@ -280,6 +282,8 @@ def _seed_customer(
         result.example_customer_id = customer.id
         result.example_lat_lng = (round(lat, 6), round(lng, 6))
     if scenario == "sale-only":
+        if result.example_contract_id is None:
+            result.example_contract_id, result.example_box_id = sale.contract_id, box.box.id
         return
     free = next(
         (s.splitter.id, p.number)
