@@ -81,6 +81,7 @@ def reserve_cmd(
 ) -> None:
     """Reserve a port (the first free one unless --splitter/--port) for a contract."""
     with acting(as_user) as (session, actor):
+        session.commit()  # end the look-up's transaction: no lock waits on OZmap
         r = reservations.reserve(
             session, contract_id=contract_id, box_id=box, splitter_id=splitter, port=port,
             actor=actor, ozmap=get_client(),

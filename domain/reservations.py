@@ -133,12 +133,18 @@ def reserve(
     Raises NotFound (contract, box), Conflict (stage, live reservation, box in design, port
     occupied/blocked, race lost), InvalidInput (bad ids/port, no coordinates), Forbidden (role),
     ExternalUnavailable (OZmap down and box not cached). Nothing is written on error.
+
+    OZmap is asked before this function's first database statement, so that no row lock (and
+    on SQLite, where every transaction takes the single write lock at BEGIN, no lock at all)
+    is held while OZmap answers, retries or times out: callers should end any transaction
+    they opened (e.g. to authenticate) before calling.
     """
     actor.require(UserRole.SELLER)
     box_id = _required_id(box_id, "box_id")
     splitter_id = _required_id(splitter_id, "splitter_id") if splitter_id is not None else None
     if port is not None and (isinstance(port, bool) or port < 1):
         raise InvalidInput(f"port numbers start at 1; got {port}", field="port")
+    live, unavailable = _ask_ozmap(ozmap, box_id, splitter_id, port)
     contract = _lock_contract(session, contract_id)
     _require_no_live_reservation(session, contract)
     customer = session.get(Customer, contract.customer_id)
@@ -146,7 +152,10 @@ def reserve(
     held = _erp_held_ports(session, box_id)
     if splitter_id is not None and port is not None and (splitter_id, port) in held:
         raise _erp_port_taken(box_id, splitter_id, port)
-    choices = _check_port(session, ozmap, box_id, splitter_id, port, held)
+    source = SOURCE_LIVE if live is not None else SOURCE_CACHE
+    if live is None:
+        live = _check_cached(session, box_id, splitter_id, port, unavailable)
+    choices = _not_held(box_id, live, held, source)
     _require_unit_serves(session, contract, choices[0].project_id, box_id)
     code = _next_client_code(session, contract)
     reservation = _insert_first(session, contract, code, choices, actor)
@@ -248,33 +257,37 @@ def _erp_port_taken(box_id: str, splitter_id: str, port: int) -> Conflict:
     )
 
 
-def _check_port(
-    session: Session,
-    ozmap: OZmapClient,
-    box_id: str,
-    splitter_id: str | None,
-    port: int | None,
-    held: set[tuple[str, int]],
-) -> list[PortChoice]:
-    """Candidate ports, checked live in OZmap, or on the network cache when OZmap is down."""
+def _ask_ozmap(
+    ozmap: OZmapClient, box_id: str, splitter_id: str | None, port: int | None
+) -> tuple[list[PortChoice] | None, str]:
+    """(ports free in OZmap now, "") or, when OZmap is unavailable, (None, why)."""
     try:
-        return _check_live(ozmap, box_id, splitter_id, port, held)
+        return _check_live(ozmap, box_id, splitter_id, port), ""
     except OZmapUnavailable as exc:
-        reason = exc.message
+        return None, exc.message
     except OZmapError as exc:  # credentials, protocol: not something a retry later fixes alone
         raise ExternalUnavailable(
             f"OZmap could not check box {box_id}: {exc.message}",
             hint="nothing was reserved; tell an admin if this persists",
         ) from None
-    return _check_cached(session, box_id, splitter_id, port, held, reason)
+
+
+def _not_held(
+    box_id: str, choices: list[PortChoice], held: set[tuple[str, int]], source: str
+) -> list[PortChoice]:
+    """The first candidates no live ERP reservation holds (some never reached OZmap yet)."""
+    out = [c for c in choices if (c.splitter_id, c.port) not in held]
+    if not out:
+        raise Conflict(
+            f"box {box_id} has no free customer port ({source})",
+            field="box_id",
+            hint="run feasibility again and choose another box",
+        )
+    return out[:AUTO_CANDIDATES]
 
 
 def _check_live(
-    ozmap: OZmapClient,
-    box_id: str,
-    splitter_id: str | None,
-    port: int | None,
-    held: set[tuple[str, int]],
+    ozmap: OZmapClient, box_id: str, splitter_id: str | None, port: int | None
 ) -> list[PortChoice]:
     try:
         box = ozmap.get_box(box_id)
@@ -294,9 +307,7 @@ def _check_live(
     ]
     target = _pick_splitter(splitters, box_id, splitter_id, port)
     if port is None:
-        return _free_ports(
-            box.project, box_id, [target] if target else splitters, held, SOURCE_LIVE
-        )
+        return _free_ports(box.project, box_id, [target] if target else splitters, SOURCE_LIVE)
     assert target is not None
     try:
         live = ozmap.port_state(box_id, target.id, port)
@@ -308,12 +319,7 @@ def _check_live(
 
 
 def _check_cached(
-    session: Session,
-    box_id: str,
-    splitter_id: str | None,
-    port: int | None,
-    held: set[tuple[str, int]],
-    reason: str,
+    session: Session, box_id: str, splitter_id: str | None, port: int | None, reason: str
 ) -> list[PortChoice]:
     box = session.get(NetworkBox, box_id)
     if box is None:
@@ -338,7 +344,7 @@ def _check_cached(
     target = _pick_splitter(splitters, box_id, splitter_id, port)
     if port is None:
         pool = [target] if target else splitters
-        return _free_ports(box.ozmap_project_id, box_id, pool, held, SOURCE_CACHE)
+        return _free_ports(box.ozmap_project_id, box_id, pool, SOURCE_CACHE)
     assert target is not None
     if port > len(target.states):
         raise InvalidInput(
@@ -383,25 +389,14 @@ def _pick_splitter(
 
 
 def _free_ports(
-    project_id: str,
-    box_id: str,
-    splitters: list[_SplitterPorts],
-    held: set[tuple[str, int]],
-    source: str,
+    project_id: str, box_id: str, splitters: list[_SplitterPorts], source: str
 ) -> list[PortChoice]:
-    out = [
+    return [
         PortChoice(project_id, box_id, s.id, i + 1, source)
         for s in splitters
         for i, state in enumerate(s.states)
-        if state is PortState.FREE and (s.id, i + 1) not in held
+        if state is PortState.FREE
     ]
-    if not out:
-        raise Conflict(
-            f"box {box_id} has no free customer port ({source})",
-            field="box_id",
-            hint="run feasibility again and choose another box",
-        )
-    return out[:AUTO_CANDIDATES]
 
 
 def _box_in_design(box_id: str) -> Conflict:

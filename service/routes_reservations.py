@@ -69,6 +69,7 @@ def create_reservation(
     principal: Principal = Depends(require_role(UserRole.SELLER)),
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
+    session.commit()  # end the authentication's transaction: no lock waits on OZmap
     reservation = reservations.reserve(
         session,
         contract_id=body.contract_id,

@@ -123,6 +123,42 @@ def test_automatic_choice_skips_blocked_erp_held_and_network_splitter_ports(
     assert _reserve(session, oz, again.id, box).ozmap_splitter_id == second
 
 
+class _Watching:
+    """The real client; every OZmap call first checks that the session holds no transaction
+    (on SQLite that would be the single write lock, blocking every other writer meanwhile)."""
+
+    def __init__(self, client: OZmapClient, session: Session) -> None:
+        self._client, self._session, self.calls = client, session, []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            assert not self._session.in_transaction(), f"OZmap {name} inside a transaction"
+            return attr(*args, **kwargs)
+
+        return call if callable(attr) else attr
+
+
+@pytest.mark.parametrize("given", [{}, {"port": 2}])
+def test_ozmap_is_asked_before_the_transaction_begins(
+    session: Session, oz: OZmapClient, ozmap_sim: Any, unit_id: int, given: dict[str, int]
+) -> None:
+    box = new_box(ozmap_sim)
+    contract, _ = sale(session, unit_id=unit_id)
+    seller = user(session, "seller", UserRole.SELLER)
+    session.commit()
+    watching = _Watching(oz, session)
+    r = reservations.reserve(
+        session, contract_id=contract.id, box_id=box.box_id, actor=seller, ozmap=watching,
+        **given,
+    )  # fmt: skip
+    session.commit()
+    assert r.port == given.get("port", 1)
+    assert {"get_box", "iter_splitters"} <= set(watching.calls)
+
+
 def test_port_alone_uses_the_only_customer_facing_splitter(
     session: Session, oz: OZmapClient, ozmap_sim: Any, unit_id: int
 ) -> None:
