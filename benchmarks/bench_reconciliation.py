@@ -10,7 +10,7 @@ memory is its own:
 
 * ours: ``domain.reconciliation_io.reconcile`` (report mode): paged per-project reads into the
   staging read model, a sorted merge by client code, discrepancies written in batches.
-  Wall time, peak RSS (``ru_maxrss``) and the RSS before the run (imports) are reported;
+  Wall time, peak RSS (``VmHWM``) and the RSS before the run (imports) are reported;
 * the named baseline, **naive**: one ``GET /properties/client/<code>`` per ERP reservation
   (plus ``GET /cables/<drop>`` for active ones, to compare the cable type), sequential, with
   the same HTTP client. It runs on a random sample of reservations and is **extrapolated** to
@@ -231,6 +231,16 @@ def _rss_now() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _rss_peak() -> int:
+    """VmHWM: this process's peak RSS since exec (``ru_maxrss`` would include the parent's
+    peak, since Linux keeps it across fork + exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child_ours(db_url: str, oz_url: str, out: str) -> None:
     from domain import reconciliation_io as rio
     from models.db import create_db_engine
@@ -246,7 +256,7 @@ def child_ours(db_url: str, oz_url: str, out: str) -> None:
         client_factory=lambda: AsyncOZmapClient(oz_url, API_KEY, timeout=120, concurrency=4),
     )
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _rss_peak()
     Path(out).write_text(
         json.dumps(
             {"seconds": seconds, "rss_before": rss_before, "rss_peak": peak,
