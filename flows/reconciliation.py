@@ -17,6 +17,7 @@ with the counts as payload, for drift alerts.
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import ExitStack
 from typing import Any, Literal
 
@@ -198,17 +199,18 @@ def _fail(run_id: int, mode: str, scope: rio.Scope, exc: BaseException) -> None:
         t.finish_run(run_id, {}, failed=True, error=error)
     except Exception as inner:  # keep the original failure visible
         get_run_logger().error("could not record the failure of run %s: %s", run_id, inner)
-    create_markdown_artifact(
-        key=SUMMARY_KEY,
-        markdown=(
-            f"## ERP ↔ OZmap reconciliation #{run_id} ({mode}) failed\n\n"
-            f"{error[:800]}\n\nNothing is half-applied: every repair is one transaction of "
-            "outbox rows with deterministic keys, and the next run completes the work."
-        ),
-        description=f"failed: {error[:200]}",
-    )
-    emit_event(
-        event=EVENT_FAILED,
-        resource=_resource(run_id, mode, scope),
-        payload={"error": error[:500]},
-    )
+    with contextlib.suppress(Exception):  # never hide the original failure behind these
+        create_markdown_artifact(
+            key=SUMMARY_KEY,
+            markdown=(
+                f"## ERP ↔ OZmap reconciliation #{run_id} ({mode}) failed\n\n"
+                f"{error[:800]}\n\nNothing is half-applied: every repair is one transaction of "
+                "outbox rows with deterministic keys, and the next run completes the work."
+            ),
+            description=f"failed: {error[:200]}",
+        )
+        emit_event(
+            event=EVENT_FAILED,
+            resource=_resource(run_id, mode, scope),
+            payload={"error": error[:500]},
+        )
