@@ -8,9 +8,12 @@ typed models and must read the same ids. Optionally (``--snapshot``) also the sy
 
 The simulator runs in a child process so the client and the server do not share one GIL.
 
-Two scenarios: the simulator on loopback as is (server-bound: the simulator serialises its
-work, so only the page size matters), and "WAN-like" with a per-request latency added by the
-simulator (a real tenant is a round trip away: pages in flight hide it).
+Two scenarios: the simulator on loopback as is, and "WAN-like" with a per-request latency
+added by the simulator (a real tenant is a round trip away). Reading the numbers: the
+simulator builds its JSON on one event loop, so on loopback the run is server-bound (client
+CPU is printed: ~15-20% of the wall time) and the page size is the lever; pages in flight
+only pay off where each request waits on latency, or on a tenant that serves in parallel.
+Wall-clock figures on a shared 2-CPU machine swing by 2x with its load (printed at the start).
 
     uv run python benchmarks/bench_ozmap_read.py [--boxes 100000] [--page-size 2000]
         [--concurrency 4] [--snapshot] [--wan-ms 30] [--repeat 1]

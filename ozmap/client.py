@@ -534,7 +534,10 @@ class OZmapClient(_BaseClient):
 class AsyncOZmapClient(_BaseClient):
     """Asynchronous twin of ``OZmapClient``; runs independent calls concurrently.
 
-    ``concurrency`` bounds the requests in flight (pages fetched ahead, bulk lookups).
+    ``concurrency`` bounds the requests in flight (pages fetched ahead, bulk lookups). Create
+    and use it inside one event loop (``async with AsyncOZmapClient(...) as oz``).
+    Concurrent page reads use the first page's ``total``: rows added meanwhile may be missed,
+    as with any offset pagination.
     """
 
     def __init__(
