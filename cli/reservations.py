@@ -109,6 +109,7 @@ def activate_cmd(
     """Activate a reserved port ('Ativar reserva da porta') with a drop cable type."""
     client = get_client()
     with acting(as_user) as (session, actor):
+        session.commit()  # end the look-up's transaction: no lock waits on OZmap
         r = reservations.activate(
             session,
             reservation_id,

@@ -492,13 +492,19 @@ def activate(
 ) -> PortReservation:
     """Activate a reserved port ("Ativar reserva da porta") with a drop cable type.
 
-    `ozmap_cable_types`: ids of the drop cable types OZmap offers, or a callable returning them
-    (called only once the other checks passed), e.g. `lambda: cable_types.offered_ids(client)`.
+    `ozmap_cable_types`: ids of the drop cable types OZmap offers, or a callable returning them,
+    e.g. `lambda: cable_types.offered_ids(client)`; it is called after the role check and
+    before any database statement (no lock waits on OZmap; callers should end any transaction
+    they opened first).
     `check_ownership=False` is for the automatic approval routine (actor `AUTOMATIC_ROUTINE`).
     Already active → returned unchanged (no outbox row, whatever the cable). Cancelled → Conflict.
     Writes status active, who/when, the cable, an ACTIVATE outbox row and an audit row.
     """
     actor.require(UserRole.TECHNICIAN)
+    cable = (cable_type_id or "").strip()
+    if not cable:
+        raise InvalidInput("a drop cable type is required to activate", field="cable_type_id")
+    offered = ozmap_cable_types() if callable(ozmap_cable_types) else ozmap_cable_types
     reservation = _lock_reservation(session, reservation_id)
     if check_ownership:
         _require_request_owner(session, reservation.contract_id, actor, "activate")
@@ -510,10 +516,6 @@ def activate(
         )
     if reservation.status is ReservationStatus.ACTIVE:
         return reservation
-    cable = (cable_type_id or "").strip()
-    if not cable:
-        raise InvalidInput("a drop cable type is required to activate", field="cable_type_id")
-    offered = ozmap_cable_types() if callable(ozmap_cable_types) else ozmap_cable_types
     if cable not in offered:
         raise unknown_cable(cable, sorted(offered))
     contract = session.get(Contract, reservation.contract_id)

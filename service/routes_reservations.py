@@ -65,7 +65,7 @@ class CancelIn(BaseModel):
 @router.post("/reservations", status_code=201)
 def create_reservation(
     body: ReserveIn,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER)),
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def create_reservation(
 @router.get("/reservations/{reservation_id}")
 def get_reservation(
     reservation_id: int,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ANY_ROLE)),
 ) -> dict[str, Any]:
     return asdict(reservations.get_reservation(session, reservation_id))
@@ -95,10 +95,11 @@ def get_reservation(
 def activate_reservation(
     reservation_id: int,
     body: ActivateIn,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
+    session.commit()  # end the authentication's transaction: no lock waits on OZmap
     reservation = reservations.activate(
         session,
         reservation_id,
@@ -113,7 +114,7 @@ def activate_reservation(
 def cancel_reservation(
     reservation_id: int,
     body: CancelIn,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER, UserRole.TECHNICIAN)),
 ) -> dict[str, Any]:
     reservation = reservations.cancel(
