@@ -29,7 +29,9 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def current_principal(request: Request, session: Session = Depends(db_session)) -> Principal:
+def current_principal(
+    request: Request, session: Session = Depends(db_session, scope="function")
+) -> Principal:
     # A route that accepts signed links (the map page) verified one before this dependency.
     signed = getattr(request.state, "signed_principal", None)
     return signed if signed is not None else authenticate(session, _bearer(request))

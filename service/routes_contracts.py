@@ -46,7 +46,7 @@ class AuthenticationIn(BaseModel):
 @router.get("/{contract_id}")
 def read_contract(
     contract_id: int,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(
         require_role(UserRole.BILLING, UserRole.SELLER, UserRole.TECHNICIAN)
     ),
@@ -57,7 +57,7 @@ def read_contract(
 @router.post("/{contract_id}/approve")
 def approve_contract(
     contract_id: int,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING)),
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def approve_contract(
 def record_authentication(
     contract_id: int,
     body: AuthenticationIn | None = None,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING, UserRole.TECHNICIAN)),
 ) -> dict[str, Any]:
     """Record an authentication event; the earliest one is kept as the first authentication."""

@@ -22,7 +22,7 @@ _SALES_ROLES = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)
 def find_customers(
     q: str = Query(min_length=2, description="CPF/CNPJ, name or phone"),
     limit: int = Query(20, ge=1, le=200),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_SALES_ROLES)),
 ) -> list[dict[str, Any]]:
     return [asdict(c) for c in customers.search_customers(session, q, limit=limit)]
@@ -31,7 +31,7 @@ def find_customers(
 @router.post("/customers", status_code=201)
 def register_customer(
     body: customers.CustomerIn,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER)),
 ) -> dict[str, Any]:
     return asdict(customers.register_customer(session, body, actor=principal.username))
@@ -40,7 +40,7 @@ def register_customer(
 @router.get("/customers/{customer_id}")
 def get_customer(
     customer_id: int,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_SALES_ROLES)),
 ) -> dict[str, Any]:
     return asdict(customers.get_customer(session, customer_id))
@@ -49,7 +49,7 @@ def get_customer(
 @router.post("/sales", status_code=201)
 def open_sale(
     body: sales.SaleIn,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER)),
 ) -> dict[str, Any]:
     return asdict(sales.open_sale(session, body, actor=principal))

@@ -86,7 +86,7 @@ def feasibility(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def customer_feasibility(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def customer_feasibility(
     return _answer(request, service, principal, query, f"/customers/{customer_id}/feasibility/map")
 
 
-def signed_link(request: Request, session: Session = Depends(db_session)) -> None:
+def signed_link(request: Request, session: Session = Depends(db_session, scope="function")) -> None:
     """Route dependency of the map pages, solved before the role check: a request without a
     bearer header that carries a signed `map_url` acts as the user the link was issued to."""
     if request.headers.get("authorization"):
@@ -161,7 +161,7 @@ def feasibility_map(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> HTMLResponse:
@@ -188,7 +188,7 @@ def customer_feasibility_map(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> HTMLResponse:

@@ -29,7 +29,7 @@ def list_service_requests(
     ),
     limit: int = Query(50, ge=1, le=service_requests.MAX_LIMIT),
     offset: int = Query(0, ge=0),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ANY_ROLE)),
 ) -> list[dict[str, Any]]:
     rows = service_requests.list_service_requests(
@@ -43,7 +43,7 @@ def _action(
 ) -> None:
     def endpoint(
         request_id: int,
-        session: Session = Depends(db_session),
+        session: Session = Depends(db_session, scope="function"),
         principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
     ) -> dict[str, Any]:
         view = fn(session, request_id, actor=principal)

@@ -29,7 +29,7 @@ def ozmap_client() -> OZmapClient:
 
 @router.get("")
 def read_settings(
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING)),
 ) -> dict[str, Any]:
     return {
@@ -40,7 +40,7 @@ def read_settings(
 
 @router.get("/billing")
 def read_billing(
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING)),
 ) -> dict[str, Any]:
     return asdict(parameters.get_billing(session, actor=principal))
@@ -49,7 +49,7 @@ def read_billing(
 @router.put("/billing")
 def update_billing(
     body: parameters.BillingSettingsIn,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.ADMIN)),
 ) -> dict[str, Any]:
     """When contracts are approved ("quando aprovar os contratos")."""
@@ -58,7 +58,7 @@ def update_billing(
 
 @router.get("/integration")
 def read_integration(
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING, UserRole.TECHNICIAN)),
 ) -> dict[str, Any]:
     return asdict(parameters.get_integration(session, actor=principal))
@@ -67,7 +67,7 @@ def read_integration(
 @router.patch("/integration")
 def update_integration(
     body: parameters.IntegrationSettingsIn,
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.ADMIN)),
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
