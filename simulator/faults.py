@@ -141,7 +141,7 @@ class FaultInjector:
             mutating = method in MUTATING
             if self._script:
                 entry = self._script.pop(0)
-                if entry.isdigit():
+                if entry.isdigit() and entry not in FAULT_KINDS:  # "429" is a kind, not a 5xx
                     d = Decision("error", int(entry), latency)
                 elif entry == "error":
                     d = Decision("error", self._rng.choice(cfg.error_statuses), latency)

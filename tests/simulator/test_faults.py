@@ -44,6 +44,13 @@ def test_429_with_retry_after(sim, api) -> None:
     assert api.get("/boxes").status_code == 200
 
 
+def test_scripted_429_carries_retry_after(sim, api) -> None:
+    sim.set_faults(script=["429"], retry_after=2)
+    r = api.get("/boxes")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "2"
+    assert api.get("/boxes").status_code == 200
+
+
 def test_timeout_holds_longer_than_the_read_timeout(sim) -> None:
     sim.set_faults(script=["timeout"], timeout_s=5)
     with http(sim, timeout=httpx.Timeout(0.3, connect=1.0)) as c:
