@@ -1,0 +1,174 @@
+"""Prefect tasks of the network refresh and the coverage report: thin wrappers over the domain.
+
+One task per OZmap project (it pages through the project's boxes in batches of
+`BATCH_SIZE`, one transaction each), never one per box. Only plain data crosses task
+boundaries; each task builds its own OZmap client and uses the process-wide engine. Nothing is
+cached (`NO_CACHE`): every run must really read OZmap. A project refresh is idempotent
+(compare-then-upsert, high-water mark written last), so a retry simply reads it again;
+retries are only for transient failures (OZmap overloaded or unreachable, database hiccups).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any, ClassVar
+from uuid import UUID
+
+import sqlalchemy as sa
+from prefect import Task, get_run_logger, task
+from prefect.artifacts import update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import task_run
+from prefect.states import State
+from prefect.tasks import exponential_backoff
+from sqlmodel import Session
+
+from domain import coverage as cov
+from domain import network_cache as nc
+from models.db import get_engine
+from ozmap.client import OZmapClient
+from ozmap.errors import OZmapError
+
+TAGS = ["ozmap", "network"]
+# A project of 100k boxes reads in a few minutes; an hour means something hangs (every HTTP
+# and database call has its own client-side timeout as well).
+PROJECT_TIMEOUT_SECONDS = 3600
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    if isinstance(exc, OZmapError):
+        return bool(exc.transient)
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    return isinstance(exc, TimeoutError | ConnectionError)
+
+
+def _retry_if_transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
+    try:
+        state.result()
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+_RELIABLE: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _retry_if_transient,
+    "cache_policy": NO_CACHE,
+    "tags": TAGS,
+}
+
+
+class RefreshProgress:
+    """Boxes done per project of one run, summed into the run's progress artifact.
+
+    The project tasks of a run share it (threads of the flow's task runner); updates are
+    throttled to one every few seconds.
+    """
+
+    _runs: ClassVar[dict[str, RefreshProgress]] = {}
+    _runs_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, artifact_id: str, total: int, every: float = 2.0) -> None:
+        self.artifact_id = UUID(artifact_id)
+        self.total = max(total, 1)
+        self.every = every
+        self.done: dict[str, int] = {}
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, artifact_id: str | None, total: int) -> RefreshProgress | None:
+        if not artifact_id:
+            return None
+        with cls._runs_lock:
+            progress = cls._runs.get(artifact_id)
+            if progress is None:
+                progress = cls._runs[artifact_id] = cls(artifact_id, total)
+            return progress
+
+    @classmethod
+    def forget(cls, artifact_id: str | None) -> None:
+        """Drop a finished run's counters (a served worker runs many flows)."""
+        with cls._runs_lock:
+            cls._runs.pop(artifact_id or "", None)
+
+    def update(self, project_id: str, boxes: int, *, force: bool = False) -> None:
+        with self._lock:
+            self.done[project_id] = boxes
+            now = time.monotonic()
+            if not force and now - self._last < self.every:
+                return
+            self._last = now
+            done = sum(self.done.values())
+        fraction = min(1.0, done / self.total)
+        with contextlib.suppress(Exception):  # progress is cosmetic: never fail a run on it
+            update_progress_artifact(
+                self.artifact_id,
+                progress=round(100 * fraction, 1),
+                description=f"{done:,} of about {self.total:,} boxes read",
+            )
+
+
+@task(name="network-refresh-plan", **_RELIABLE)
+def plan_refresh(full: bool, units: list[str] | None) -> nc.RefreshPlan:
+    """Units → OZmap projects and how to pull each (unknown units fail the run at once)."""
+    with OZmapClient.from_settings() as client:
+        names = nc.ozmap_project_names(client)
+    with Session(get_engine()) as session:
+        return nc.plan_refresh(session, names, full=full, units=units)
+
+
+def _project_run_name() -> str:
+    project = (task_run.parameters or {}).get("project")
+    if project is None:
+        return "refresh-project"
+    return f"refresh {project.mode} {project.name or project.project_id}"[:120]
+
+
+@task(
+    name="network-refresh-project",
+    task_run_name=_project_run_name,
+    timeout_seconds=PROJECT_TIMEOUT_SECONDS,
+    **_RELIABLE,
+)
+def refresh_project(
+    project: nc.ProjectPlan, progress_artifact: str | None = None, expected_boxes: int = 0
+) -> nc.ProjectRefresh:
+    """Pull one project's boxes, splitters and port states into the cache."""
+    progress = RefreshProgress.of(progress_artifact, expected_boxes)
+    step = None if progress is None else (lambda n: progress.update(project.project_id, n))
+    with OZmapClient.from_settings() as client:
+        result = nc.refresh_project(get_engine(), client, project, progress=step)
+    if progress is not None:
+        progress.update(project.project_id, result.boxes_read, force=True)
+    get_run_logger().info(result.one_line())
+    return result
+
+
+@task(name="network-remove-unserved", **_RELIABLE)
+def remove_unserved(project_ids: list[str]) -> int:
+    """Drop cached boxes of projects that no unit serves any more."""
+    return nc.remove_projects(get_engine(), project_ids)
+
+
+@task(name="network-signal-reload", **_RELIABLE)
+def signal_reload() -> int:
+    """Bump the cache generation: every service reloads its feasibility index."""
+    return nc.bump_generation(get_engine())
+
+
+@task(name="coverage-compute", **_RELIABLE)
+def compute_coverage(
+    input_path: str, radius: float | None, unit: str | None, output_dir: str
+) -> cov.CoverageReport:
+    """Read the addresses, query the cached network in one batch, write GeoPackage + CSV."""
+    with Session(get_engine()) as session:
+        return cov.coverage_report(
+            session, input_path, output_dir=output_dir, radius_m=radius, unit=unit
+        )
