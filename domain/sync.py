@@ -865,13 +865,42 @@ def run_batch(
             record_outcomes(engine, items, max_attempts=attempts, backoff=backoff)
         )
 
+    leases = _Leases(engine, worker_id, lease_seconds)
     if len(events) <= 1 or concurrency <= 1:
-        for e in events:
+        for i, e in enumerate(events):
+            leases.keep([x.id for x in events[i:]])
             record([(e, deliver(e, client))])
     else:
-        _deliver_concurrently(events, client, min(concurrency, len(events)), record)
+        _deliver_concurrently(events, client, min(concurrency, len(events)), record, leases)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+class _Leases:
+    """Renews the leases of a batch still being delivered (a slow OZmap must not let another
+    worker take rows we are about to push); a killed worker stops renewing, its leases lapse."""
+
+    def __init__(self, engine: sa.Engine, worker_id: str, lease_seconds: float) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.renewed = time.monotonic()
+
+    def keep(self, open_ids: Sequence[int]) -> None:
+        if not open_ids or time.monotonic() - self.renewed < self.lease_seconds / 3:
+            return
+        self.renewed = time.monotonic()
+        now = utcnow()
+        with Session(self.engine) as s, s.begin():
+            s.execute(
+                sa.update(_E)
+                .where(
+                    _E.id.in_(open_ids),
+                    _E.claimed_by == self.worker_id,
+                    _E.status == OutboxStatus.IN_PROGRESS,
+                )
+                .values(claimed_until=now + timedelta(seconds=self.lease_seconds))
+            )
 
 
 def _deliver_concurrently(
@@ -879,6 +908,7 @@ def _deliver_concurrently(
     client: SyncClient,
     width: int,
     record: Callable[[list[tuple[ClaimedEvent, Outcome]]], None],
+    leases: _Leases,
 ) -> None:
     """Deliver in ``width`` threads; record outcomes in small groups as they arrive.
 
@@ -900,6 +930,7 @@ def _deliver_concurrently(
             if buffer and (full or not pending or time.monotonic() - oldest >= _RECORD_WAIT):
                 record(buffer)
                 buffer = []
+            leases.keep([e.id for e in pending.values()])
 
 
 def drain_batches(

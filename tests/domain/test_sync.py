@@ -3,6 +3,7 @@ claiming order and leases, superseding, outcomes (done, retry, conflict, dead), 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -303,6 +304,45 @@ def test_run_batch_delivers_concurrently_and_reports_per_kind(engine, erp, sim, 
     erp.activate(rids[1], _cable(oz))
     report = run_batch(engine, oz, worker_id="w", batch_size=50, concurrency=6)
     assert sorted(o.kind.value for o in report.outcomes) == ["activate", "cancel"]
+
+
+def test_leases_of_a_slow_batch_are_renewed(engine, erp, sim) -> None:
+    import threading
+
+    for fp in free_ports(sim, 6):
+        erp.reserve(fp)
+    sim.set_faults(latency_ms=120)  # ~0.5 s per event, 3 rounds: longer than the lease
+    reports = []
+
+    def slow_worker() -> None:
+        with sim_client(sim, timeout=5.0) as client:
+            reports.append(
+                run_batch(engine, client, worker_id="slow", batch_size=10, concurrency=2,
+                          lease_seconds=0.6)
+            )  # fmt: skip
+
+    worker = threading.Thread(target=slow_worker)
+    worker.start()
+    stolen: list[int] = []
+    try:
+        while not _claimed_by(engine, "slow"):
+            time.sleep(0.01)
+        while worker.is_alive():  # a rival worker keeps trying to claim
+            stolen.extend(claim_batch(engine, worker_id="rival", batch_size=10))
+            time.sleep(0.05)
+    finally:
+        worker.join()
+    (report,) = reports
+    assert report.count(Result.DONE) == 6 and report.seconds > 0.6
+    assert stolen == []
+    with Session(engine) as s:
+        assert set(s.execute(sa.select(OutboxEvent.attempts)).scalars()) == {1}
+
+
+def _claimed_by(engine: sa.Engine, worker_id: str) -> int:
+    with Session(engine) as s:
+        q = sa.select(sa.func.count()).where(OutboxEvent.claimed_by == worker_id)
+        return int(s.execute(q).scalar_one())
 
 
 # --- push now --------------------------------------------------------------------------------
