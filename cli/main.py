@@ -8,6 +8,7 @@ from sqlmodel import func, select
 from cli import (
     approval,
     database,
+    feasibility,
     ops,
     reconcile,
     reservations,
@@ -37,6 +38,9 @@ app.command("demo")(ops.demo)
 app.command("serve")(ops.serve)
 app.command("bootstrap")(ops.bootstrap)
 app.command("reconcile")(reconcile.reconcile)
+app.add_typer(feasibility.network_app, name="network")
+app.command("feasibility")(feasibility.feasibility)
+app.command("coverage")(feasibility.coverage)
 
 
 @app.command("status")

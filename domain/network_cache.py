@@ -571,6 +571,11 @@ def current_generation(bind: Session | sa.Connection | sa.Engine) -> int:
     return int(value or 0)
 
 
+def has_boxes(session: Session) -> bool:
+    """Whether the cache holds any box at all (an empty cache is not "no box here")."""
+    return session.execute(sa.select(_BOX.c.ozmap_id).limit(1)).first() is not None
+
+
 # -- the in-memory index from the cache -----------------------------------------------------
 
 _INDEX_COLUMNS: Final = (
