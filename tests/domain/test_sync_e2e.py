@@ -267,3 +267,71 @@ def test_two_workers_at_once_never_push_a_row_twice(pg_engine, ozmap_sim_factory
         attempts = Counter(s.execute(sa.select(OutboxEvent.attempts)).scalars())
     assert attempts == {1: len(ports)}  # every row was claimed exactly once
     assert_ozmap_matches_erp(pg_engine, sim)
+
+
+def test_service_actions_reach_ozmap_under_faults(engine, ozmap_sim_factory) -> None:
+    """Reserve / activate / cancel through ``domain.reservations`` (the service's path: live
+    port check, outbox row, push after commit), then the drain: OZmap ends as the ERP says."""
+    from domain import reservations
+    from domain.errors import ExternalUnavailable
+    from models import CancelScope, UserRole
+    from tests import factories
+    from tests.domain.reservation_support import new_box, sale, user
+
+    sim = ozmap_sim_factory(boxes=20, seed=17)
+    with Session(engine) as s:
+        unit = factories.unit(s, "SVC")
+        seller = user(s, "seller", UserRole.SELLER)
+        tech = user(s, "tech", UserRole.TECHNICIAN)
+        sales = []
+        for i in range(40):
+            contract, request = sale(s, unit_id=unit.id, name=f"Cliente {i}")
+            request.assignee_id = tech.user_id
+            sales.append(contract.id)
+        s.commit()
+    boxes = [new_box(sim, ports=8) for _ in range(6)]
+    with sim_client(sim) as clean:
+        cables = {c.id for c in clean.list_drop_cable_types()}
+    sim.set_faults(**FAULTS)
+    rng = random.Random(3)
+
+    def act(fn, *args, **kw):
+        """An ERP user retries an action OZmap's unavailability refused (nothing was written)."""
+        for _ in range(20):
+            with Session(engine, expire_on_commit=False) as s:
+                try:
+                    out = fn(s, *args, **kw)
+                    s.commit()
+                    return out
+                except ExternalUnavailable:
+                    s.rollback()
+        raise AssertionError("OZmap stayed unavailable for the ERP action")
+
+    with sim_client(sim, timeout=CLIENT_TIMEOUT) as oz, \
+            sim_client(sim, timeout=CLIENT_TIMEOUT, max_retries=0) as push_client:  # fmt: skip
+
+        def push(rid: int) -> None:
+            reservations.push_pending(rid, engine=engine, timeout=5.0, client=push_client)
+
+        rids, scopes = [], Counter()
+        for i, contract_id in enumerate(sales):
+            r = act(reservations.reserve, contract_id=contract_id,
+                    box_id=boxes[i % len(boxes)].box_id, actor=seller, ozmap=oz)  # fmt: skip
+            rids.append(r.id)
+            push(r.id)
+        for rid in rids:
+            roll = rng.random()  # < .4 activate (then cancel if > .25); > .7 cancel; else keep
+            activated = roll < 0.4
+            if activated:
+                act(reservations.activate, rid, cable_type_id=sorted(cables)[0], actor=tech,
+                    ozmap_cable_types=cables)  # fmt: skip
+            if 0.25 < roll < 0.4 or roll > 0.7:
+                scope = CancelScope.ERP_ONLY if roll > 0.92 else CancelScope.ERP_AND_OZMAP
+                who = tech if activated or scope is CancelScope.ERP_ONLY else seller
+                scopes[scope.value] += 1
+                act(reservations.cancel, rid, scope=scope, reason="desistiu", actor=who)
+            push(rid)
+        drain_until_settled(engine, oz, worker_id="scheduled", concurrency=4)
+    sim.clear_faults()
+    seen = assert_ozmap_matches_erp(engine, sim)
+    assert all(seen.values()) and all(scopes[s.value] for s in CancelScope), (seen, scopes)
