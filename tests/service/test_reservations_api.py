@@ -44,10 +44,8 @@ def unit(engine: sa.Engine) -> str:
 
 
 def _open_sale(engine: sa.Engine, unit: str, name: str = "Joana Pereira") -> dict[str, Any]:
-    """A registered customer with a geocoded address and an open sale, committed.
-
-    Through the domain, not POST /customers + /sales: those routes commit in the request-
-    scoped dependency, i.e. after the answer is sent, so the next request may not see them."""
+    """A registered customer with a geocoded address and an open sale, committed (through
+    the domain: customers and sales have their own API tests)."""
     from validate_docbr import CPF
 
     from domain.customers import AddressIn, CustomerIn, register_customer
