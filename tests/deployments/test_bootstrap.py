@@ -62,8 +62,14 @@ def test_bootstrap_twice_leaves_one_of_everything(prefect_api: str) -> None:
 
     assert first["pool_type"] == "process"
     assert first["limits"] == GLOBAL_CONCURRENCY_LIMITS
-    # Idempotent: the same automations (same ids), none duplicated, nothing else changed.
-    assert first["automations"] == second["automations"]
+    # Idempotent: the bootstrap's own automations keep their ids; the deployment triggers
+    # (e.g. the sync run on ERP events) are recreated by every `prefect deploy`, by Prefect's
+    # design, so for those only their names and number must not change.
+    own = {ZOMBIE_AUTOMATION, FAILED_RUN_AUTOMATION}
+    assert [a for a in first["automations"] if a[0] in own] == [
+        a for a in second["automations"] if a[0] in own
+    ]
+    assert [n for n, _ in first["automations"]] == [n for n, _ in second["automations"]]
     names = [n for n, _ in second["automations"]]
     assert names.count(ZOMBIE_AUTOMATION) == 1
     assert names.count(FAILED_RUN_AUTOMATION) == 1
