@@ -9,7 +9,7 @@ port counts and availability of each box, and a one-line verdict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -185,6 +185,21 @@ def box_json(hit: FeasibilityHit) -> dict[str, Any]:
 # -- validation -----------------------------------------------------------------------------
 
 
+def active_units(session: Session) -> dict[str, tuple[str, ...]]:
+    """Every active unit code → its OZmap project ids (sorted)."""
+    rows = session.exec(
+        select(Unit.code, UnitProject.ozmap_project_id)
+        .join(UnitProject, UnitProject.unit_id == Unit.id, isouter=True)
+        .where(Unit.active == True)  # noqa: E712
+    ).all()
+    out: dict[str, list[str]] = {}
+    for code, project in rows:
+        out.setdefault(code, [])
+        if project is not None:
+            out[code].append(project)
+    return {code: tuple(sorted(projects)) for code, projects in out.items()}
+
+
 def unit_projects(session: Session, unit: str) -> tuple[str, tuple[str, ...]]:
     """Unit code → (normalised code, its OZmap project ids); 404 naming the known units."""
     code = unit.strip().upper()
@@ -250,8 +265,14 @@ def plan_query(
     unit: str | None = None,
     only_available: bool = False,
     limit: object | None = None,
+    units: Mapping[str, tuple[str, ...]] | None = None,
 ) -> FeasibilityQuery:
-    """Validate a point query (`lat`/`lng`) or a customer query (`customer_id`)."""
+    """Validate a point query (`lat`/`lng`) or a customer query (`customer_id`).
+
+    `units` (active unit code → its OZmap projects, e.g. a service's recent copy) answers the
+    unit without the database; a code not in it is looked up (and refused if unknown).
+    A point query with a known unit (or none) then touches no database at all.
+    """
     place = None
     if customer_id is not None:
         place = customer_place(session, customer_id)
@@ -262,7 +283,11 @@ def plan_query(
     rows = validate_limit(limit)
     code, projects = (None, None)
     if unit is not None and unit.strip():
-        code, projects = unit_projects(session, unit)
+        known = units.get(unit.strip().upper()) if units is not None else None
+        if known is not None:
+            code, projects = unit.strip().upper(), known
+        else:
+            code, projects = unit_projects(session, unit)
     return FeasibilityQuery(
         lat=lat_f,
         lng=lng_f,

@@ -40,7 +40,8 @@ def current_principal(
 def require_role(*roles: UserRole) -> Callable[..., Principal]:
     """Dependency: the caller must have one of `roles` (admins always pass) or gets 403."""
 
-    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    # async: a pure check, so FastAPI runs it on the event loop (no thread-pool round trip).
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         principal.require(*roles)
         return principal
 

@@ -1,12 +1,13 @@
 """The service's feasibility index: loaded at start, reloaded after each refresh, never blocking.
 
 One `FeasibilityIndexService` per app (so one per service process): the app's lifespan loads
-the index from the network cache before the first request and starts a watcher thread. The
-watcher reads the one-row cache generation (`network_cache_generation`) every few seconds; a
-refresh that changed the cache bumps it (flow or CLI alike), and the watcher then builds a new
-index aside and publishes it with one reference swap (`IndexHolder`). Requests take
-`service.index` once and keep that reference, so they never wait for a reload and never see a
-half-built index; a failed reload keeps the previous index and is retried at the next poll.
+the index from the network cache before the first request and starts a watcher thread. Every
+few seconds the watcher re-reads the active units and the one-row cache generation
+(`network_cache_generation`). A refresh that changed the cache bumps it (flow or CLI alike);
+the watcher then builds a new index aside and publishes it with one reference swap
+(`IndexHolder`). Requests take `service.index` once and keep that reference, so they never
+wait for a reload and never see a half-built index; a failed reload keeps the previous index
+and is retried at the next poll.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from sqlmodel import Session
 
 from domain.feasibility import FeasibilityIndex, FeasibilityUnavailable, IndexHolder, RadiusPolicy
+from domain.feasibility_service import active_units
 from domain.network_cache import current_generation, load_index
 
 log = logging.getLogger("erp_ozmap.feasibility")
@@ -50,6 +52,9 @@ class FeasibilityIndexService:
         self.load_seconds: float | None = None
         self.reloads = 0
         self.last_error: str | None = None
+        # Active unit code → its OZmap projects, re-read at every poll: a point query with a
+        # unit then needs no database round trip (an unknown code is still looked up).
+        self.units: dict[str, tuple[str, ...]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._check_lock = threading.Lock()
@@ -126,8 +131,13 @@ class FeasibilityIndexService:
         while not self._stop.wait(self.poll_seconds):
             self._check()
 
+    def refresh_units(self) -> None:
+        with Session(self.engine) as session:
+            self.units = active_units(session)
+
     def _check(self) -> None:
         try:
+            self.refresh_units()
             self.reload_if_changed()
         except Exception as exc:  # keep serving the previous index; retry at the next poll
             error = f"{type(exc).__name__}: {exc}"
@@ -152,7 +162,7 @@ async def index_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(service.stop)
 
 
-def index_service(request: Request) -> FeasibilityIndexService:
+async def index_service(request: Request) -> FeasibilityIndexService:
     """Dependency: this app's index service (503 if the app was started without lifespan)."""
     service = getattr(request.app.state, "feasibility_index", None)
     if service is None:

@@ -10,15 +10,21 @@ answers carry `map_url`, a short-lived link signed for that query and user (see
 `service.map_links`), because a browser tab opened from the sales screen cannot send the
 header; the map routes accept either that signature or the bearer header. Bad input answers
 422 (404 for an unknown unit or customer) with a message naming the field and its range.
+
+The JSON routes are `async`: a point query (with no unit or a unit the service knows) runs
+on the event loop without touching the database beyond the token check, so a request costs
+no extra thread-pool round trips; customer lookups and map rendering go to the thread pool.
 """
 
 from __future__ import annotations
 
 import html
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from domain import feasibility_service as fs
@@ -61,24 +67,48 @@ def _token_hash(request: Request) -> str:
     return hash_token(token.strip()) if scheme.lower() == "bearer" else ""
 
 
+async def _plan(
+    session: Session, service: FeasibilityIndexService, **params: Any
+) -> fs.FeasibilityQuery:
+    """Validate; only what needs the database (a customer, an unknown unit) leaves the loop."""
+    policy = service.index.radius_policy
+    unit = params.get("unit")
+    if params.get("customer_id") is None and (
+        unit is None or not unit.strip() or unit.strip().upper() in service.units
+    ):
+        return fs.plan_query(session, policy, units=service.units, **params)
+    return await run_in_threadpool(fs.plan_query, session, policy, units=service.units, **params)
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """The body is plain JSON-ready data: skip FastAPI's generic encoder (it costs more than
+    the radius query)."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return Response(text.encode(), media_type="application/json", headers=_NO_STORE)
+
+
 def _answer(
     request: Request,
     service: FeasibilityIndexService,
     principal: Principal,
     query: fs.FeasibilityQuery,
     map_path: str,
-) -> dict[str, Any]:
+) -> Response:
     body = fs.run_query(service.index, query).to_json()
     body["index"] = service.info()
     body["map_url"] = request.scope.get("root_path", "") + map_links.sign(
         map_path, query.params(), username=principal.username, token_hash=_token_hash(request)
     )
     body["map_url_expires_in_s"] = map_links.LINK_TTL_SECONDS
-    return body
+    return _json(body)
 
 
-@router.get("/feasibility", summary="Boxes that can serve a point (viabilidade)")
-def feasibility(
+@router.get(
+    "/feasibility",
+    summary="Boxes that can serve a point (viabilidade)",
+    response_model=dict[str, Any],
+)
+async def feasibility(
     request: Request,
     lat: Lat,
     lng: Lng,
@@ -89,18 +119,23 @@ def feasibility(
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
-) -> dict[str, Any]:
+) -> Response:
     """Every box within the radius, nearest first (ties by box id), with distance in metres,
-    port counts and availability; drafts ("em projeto") are never offered."""
-    query = fs.plan_query(
-        session, service.index.radius_policy, lat=lat, lng=lng, radius_m=radius, unit=unit,
+    port counts and availability; drafts ("em projeto") are never offered. `map_url` opens
+    the same query on the map (signed for the caller, valid 15 minutes)."""
+    query = await _plan(
+        session, service, lat=lat, lng=lng, radius_m=radius, unit=unit,
         only_available=only_available, limit=limit,
     )  # fmt: skip
     return _answer(request, service, principal, query, "/feasibility/map")
 
 
-@router.get("/customers/{customer_id}/feasibility", summary="Feasibility at a customer's address")
-def customer_feasibility(
+@router.get(
+    "/customers/{customer_id}/feasibility",
+    summary="Feasibility at a customer's address",
+    response_model=dict[str, Any],
+)
+async def customer_feasibility(
     request: Request,
     customer_id: CustomerId,
     radius: Radius = None,
@@ -110,17 +145,19 @@ def customer_feasibility(
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
-) -> dict[str, Any]:
+) -> Response:
     """Like `/feasibility`, at the customer's registered, geocoded address (422
     `address_not_geocoded`: register the address first)."""
-    query = fs.plan_query(
-        session, service.index.radius_policy, customer_id=customer_id, radius_m=radius,
-        unit=unit, only_available=only_available, limit=limit,
+    query = await _plan(
+        session, service, customer_id=customer_id, radius_m=radius, unit=unit,
+        only_available=only_available, limit=limit,
     )  # fmt: skip
     return _answer(request, service, principal, query, f"/customers/{customer_id}/feasibility/map")
 
 
-def signed_link(request: Request, session: Session = Depends(db_session, scope="function")) -> None:
+async def signed_link(
+    request: Request, session: Session = Depends(db_session, scope="function")
+) -> None:
     """Route dependency of the map pages, solved before the role check: a request without a
     bearer header that carries a signed `map_url` acts as the user the link was issued to."""
     if request.headers.get("authorization"):
@@ -133,8 +170,8 @@ def signed_link(request: Request, session: Session = Depends(db_session, scope="
         )
     path, root = request.scope["path"], request.scope.get("root_path", "")
     path = path[len(root) :] if root and path.startswith(root) else path  # as signed
-    request.state.signed_principal = map_links.verify(
-        session, path, list(request.query_params.multi_items())
+    request.state.signed_principal = await run_in_threadpool(
+        map_links.verify, session, path, list(request.query_params.multi_items())
     )
 
 
