@@ -1,13 +1,17 @@
 """Benchmark: outbox throughput to OZmap, and the lag from an ERP action to OZmap applied.
 
-Against the OZmap simulator in a child process (real HTTP on loopback), on SQLite (the
-embedded default) or PostgreSQL (``--database postgres``):
+Against the OZmap simulator in a child process (real HTTP on loopback; a fresh one for each
+measurement, same seed), on SQLite (the embedded default) or PostgreSQL (``--database
+postgres``):
 
 1. **Throughput** of RESERVE events (4 HTTP calls each: lookup by code, splitter, POST,
    duplicate check) delivered by the sync engine (``domain.sync.drain``: batches of 200,
    ``--concurrency`` pushes at a time) against the named baseline **sequential**: the same
    engine one event at a time (batch of 1, one push in flight), on separate but identical sets
-   of events in the same run. Then a mixed ACTIVATE / CANCEL wave through the engine.
+   of events in the same run. Then a mixed ACTIVATE / CANCEL wave through the engine, and as a
+   reference the simulator's own ceiling: the same OZmap calls made directly, with the same
+   concurrency and no outbox at all. CPU seconds of the simulator and of this process are
+   printed for each, so a saturated simulator (or machine) is visible as such.
 2. **Lag** (ERP action → applied in OZmap; median, p95) for actions arriving at
    ``--rate`` per second during ``--lag-seconds``, with 10 % of OZmap requests failing:
    (a) *minute schedule alone* — modelled: a run starts every ``--poll-seconds`` (phase
@@ -15,11 +19,11 @@ embedded default) or PostgreSQL (``--database postgres``):
        throughput measured in 1.;
    (b) *push_now + event trigger* — measured: the service pushes each action at once with the
        short-timeout client; a failed push is taken by the event-triggered run, modelled as a
-       drain starting ``--trigger-seconds`` after the failed push (Prefect event → automation →
-       flow run start), with the minute schedule as the fallback.
+       drain starting ``--trigger-seconds`` + ``--flow-start-seconds`` after the failed push
+       (Prefect event → automation → flow run), with the minute schedule as the fallback.
 
-    uv run python benchmarks/bench_outbox.py [--events 2000] [--baseline-events 300]
-        [--concurrency 16] [--database sqlite|postgres]
+    uv run python benchmarks/bench_outbox.py [--events 600] [--concurrency 8]
+        [--database sqlite|postgres] [--rate 5] [--lag-seconds 60]
 
 Goals (issue 5): >= 100 events/s; p95 lag <= 30 s.
 """
@@ -59,6 +63,19 @@ def _serve(boxes: int, seed: int, ready: Any, stop: Any) -> None:
     with run_simulator(boxes=boxes, seed=seed, api_key=API_KEY) as sim:
         ready.put(sim.url)
         stop.wait()
+
+
+def _drain_worker(db_url: str, sim_url: str, concurrency: int, go: Any, out: Any) -> None:
+    """Child process: one more sync worker draining the same outbox (SKIP LOCKED / queued)."""
+    from domain.sync import Backoff, drain
+    from models.db import create_db_engine
+
+    engine = create_db_engine(db_url)
+    with _client(sim_url) as client:
+        go.wait()
+        r = drain(engine, client, batch_size=200, concurrency=concurrency,
+                  backoff=Backoff(base_seconds=0.2, cap_seconds=2.0))  # fmt: skip
+    out.put((r.delivered, r.batches))
 
 
 def _database(kind: str) -> tuple[str, Callable[[], None]]:
@@ -250,57 +267,169 @@ def _pct(values: list[float], p: float) -> float:
 # --- 1. throughput -------------------------------------------------------------------------
 
 
-def throughput(args: argparse.Namespace, url: str, engine: Any, erp: Erp, ports: list[FreePort]):
+class Simulator:
+    """A fresh simulator (same seed, same network) in a child process, with its CPU time.
+
+    Each measurement gets its own: the simulator's lookups slow down as it accumulates
+    created clients, which would otherwise penalise whichever phase runs last.
+    """
+
+    def __init__(self, boxes: int) -> None:
+        self.boxes = boxes
+
+    def __enter__(self) -> Simulator:
+        import psutil
+
+        ctx = mp.get_context("spawn")
+        ready, self._stop = ctx.Queue(), ctx.Event()
+        self._proc = ctx.Process(target=_serve, args=(self.boxes, 42, ready, self._stop))
+        self._proc.start()
+        self.url: str = ready.get(timeout=120)
+        self._ps = psutil.Process(self._proc.pid)
+        return self
+
+    def cpu(self) -> float:
+        t = self._ps.cpu_times()
+        return t.user + t.system
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._proc.join(timeout=20)
+
+
+@dataclass
+class Measured:
+    events: int
+    seconds: float
+    sim_cpu: float
+    own_cpu: float
+
+    @property
+    def eps(self) -> float:
+        return self.events / self.seconds
+
+    def line(self, label: str) -> str:
+        return (
+            f"   {label:<44} {self.events:5d} events in {self.seconds:6.2f} s = "
+            f"{self.eps:6.1f} events/s  (CPU s: simulator {self.sim_cpu:5.1f}, "
+            f"ours {self.own_cpu:5.1f})"
+        )
+
+
+def _measure(sim: Simulator, work: Callable[[], int]) -> Measured:
+    import psutil
+
+    me = psutil.Process()
+    s0, m0, t0 = sim.cpu(), sum(me.cpu_times()[:2]), time.perf_counter()
+    n = work()
+    took = time.perf_counter() - t0
+    return Measured(n, took, sim.cpu() - s0, sum(me.cpu_times()[:2]) - m0)
+
+
+def _reserve_kwargs(fp: FreePort, code: str) -> dict[str, Any]:
+    return {
+        "code": code, "name": "Cliente", "project_id": fp.project_id, "box_id": fp.box_id,
+        "splitter_id": fp.splitter_id, "port": fp.port, "lat": fp.lat, "lng": fp.lng,
+        "address": "Rua do Benchmark, 1",
+    }  # fmt: skip
+
+
+def throughput(
+    args: argparse.Namespace, boxes: int, engine: Any, erp: Erp, ports: list[FreePort]
+) -> float:
+    """Engine events/s; prints the engine, the sequential baseline and OZmap's own ceiling."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from domain.sync import Backoff, drain
 
+    n = args.events
     quick = Backoff(base_seconds=0.2, cap_seconds=2.0)
-    base_ports, main_ports = ports[: args.baseline_events], ports[args.baseline_events :]
-    for fp in base_ports:
-        erp.reserve(fp)
-    with _client(url) as client:
-        t0 = time.perf_counter()
-        base = drain(engine, client, worker_id="baseline", batch_size=1, concurrency=1,
-                     backoff=quick)  # fmt: skip
-        base_s = time.perf_counter() - t0
-    assert base.delivered == len(base_ports), base
-    base_eps = base.delivered / base_s
+    sets = [ports[i * n : (i + 1) * n] for i in range(4)]
+    print(f"1. Throughput: {n} RESERVE events per measurement (4 HTTP calls each), a fresh "
+          "simulator each")  # fmt: skip
 
-    rids = [erp.reserve(fp)[0] for fp in main_ports[: args.events]]
-    with _client(url) as client:
-        t0 = time.perf_counter()
-        main = drain(engine, client, worker_id="engine", batch_size=200,
-                     concurrency=args.concurrency, backoff=quick)  # fmt: skip
-        main_s = time.perf_counter() - t0
-        assert main.delivered == len(rids), main
-        eps = main.delivered / main_s
+    with Simulator(boxes) as sim, _client(sim.url) as client:
+        for fp in sets[0]:
+            erp.reserve(fp)
+
+        def baseline() -> int:
+            r = drain(engine, client, worker_id="baseline", batch_size=1, concurrency=1,
+                      backoff=quick)  # fmt: skip
+            return r.delivered
+
+        base = _measure(sim, baseline)
+    print(base.line("baseline: sequential, one at a time"))
+
+    with Simulator(boxes) as sim, _client(sim.url) as client:
+        rids = [erp.reserve(fp)[0] for fp in sets[1]]
+
+        def engine_run() -> int:
+            r = drain(engine, client, worker_id="engine", batch_size=200,
+                      concurrency=args.concurrency, backoff=quick)  # fmt: skip
+            return r.delivered
+
+        main = _measure(sim, engine_run)
+        assert main.events == n, main
+        print(main.line(f"sync engine: batch 200, {args.concurrency} concurrent") +
+              f"  x{main.eps / base.eps:.1f} the baseline")  # fmt: skip
 
         cable = client.list_drop_cable_types()[0].id
         rng = random.Random(1)
-        mixed = 0
         for rid in rids:
-            if rng.random() < 0.6:
+            roll = rng.random()
+            if roll < 0.6:
                 erp.activate(rid, cable)
-                mixed += 1
-            elif rng.random() < 0.5:
+            elif roll < 0.8:
                 erp.cancel(rid)
-                mixed += 1
-        t0 = time.perf_counter()
-        wave = drain(engine, client, worker_id="engine-mixed", batch_size=200,
-                     concurrency=args.concurrency, backoff=quick)  # fmt: skip
-        wave_s = time.perf_counter() - t0
-    assert wave.delivered == mixed, wave
-    print("1. Throughput (RESERVE events, 4 HTTP calls each)")
-    print(f"   baseline sequential (1 at a time): {base.delivered:5d} events in {base_s:6.2f} s"
-          f" = {base_eps:7.1f} events/s")  # fmt: skip
-    print(
-        f"   sync engine ({args.concurrency} concurrent, batch 200): {main.delivered:5d} "
-        f"events in {main_s:6.2f} s = {eps:7.1f} events/s   ratio x{eps / base_eps:.1f}"
-    )
-    print(
-        f"   mixed ACTIVATE/CANCEL wave: {wave.delivered} events in {wave_s:.2f} s = "
-        f"{wave.delivered / wave_s:.1f} events/s  {wave.by_kind}"
-    )
-    return eps, base_eps
+        wave = _measure(sim, lambda: drain(
+            engine, client, worker_id="engine-mixed", batch_size=200,
+            concurrency=args.concurrency, backoff=quick,
+        ).delivered)  # fmt: skip
+        print(wave.line("sync engine: ACTIVATE (6 calls) + CANCEL (2)"))
+
+    if args.workers > 1:
+        with Simulator(boxes) as sim:
+            for fp in sets[3]:
+                erp.reserve(fp)
+            ctx = mp.get_context("spawn")
+            go, out = ctx.Event(), ctx.Queue()
+            procs = [
+                ctx.Process(target=_drain_worker,
+                            args=(args.db_url, sim.url, args.concurrency, go, out))
+                for _ in range(args.workers)
+            ]  # fmt: skip
+            for p in procs:
+                p.start()
+            time.sleep(3.0)  # let them import and connect before the clock starts
+
+            def processes() -> int:
+                go.set()
+                got = [out.get(timeout=600) for _ in procs]
+                return sum(d for d, _ in got)
+
+            multi = _measure(sim, processes)
+            for p in procs:
+                p.join(timeout=30)
+        assert multi.events == n, multi
+        print(multi.line(f"sync engine: {args.workers} worker processes x {args.concurrency}")
+              + "  (CPU: ours = this process only)")  # fmt: skip
+        main = multi if multi.eps > main.eps else main
+
+    with Simulator(boxes) as sim, _client(sim.url) as client:
+
+        def direct() -> int:
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                done = pool.map(
+                    lambda fp: client.reserve_port(**_reserve_kwargs(fp, f"DIRECT-{fp.port}-"
+                                                                     f"{fp.splitter_id}")),
+                    sets[2],
+                )  # fmt: skip
+                return sum(1 for _ in done)
+
+        ceiling = _measure(sim, direct)
+    print(ceiling.line(f"reference: same calls, no outbox, {args.concurrency} concurrent")
+          + f"  (engine at {main.eps / ceiling.eps:.0%} of it)")  # fmt: skip
+    return main.eps
 
 
 # --- 2. lag ----------------------------------------------------------------------------------
@@ -384,9 +513,9 @@ def lag_push_now(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=2000)
-    ap.add_argument("--baseline-events", type=int, default=300)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--events", type=int, default=600, help="events per throughput measurement")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2, help="sync worker processes (scale-out)")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--rate", type=float, default=5.0, help="ERP actions per second (lag runs)")
     ap.add_argument("--lag-seconds", type=float, default=60.0, help="duration of lag run (b)")
@@ -402,28 +531,25 @@ def main() -> None:
     args = ap.parse_args()
 
     lag_actions = int(args.rate * args.lag_seconds)
-    needed = args.baseline_events + args.events + lag_actions
+    needed = 4 * args.events + lag_actions
     boxes = math.ceil(needed / FREE_PORTS_PER_BOX) + 50
-    ctx = mp.get_context("spawn")
-    ready, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=_serve, args=(boxes, 42, ready, stop), daemon=True)
-    proc.start()
-    url, cleanup = None, lambda: None
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        url = ready.get(timeout=120)
         db_url, cleanup = _database(args.database)
         from models.db import create_db_engine
 
         engine = create_db_engine(db_url)
-        with _client(url) as client:
+        with Simulator(boxes) as sim, _client(sim.url) as client:
             ports = _free_ports(client, needed)
         random.Random(5).shuffle(ports)
         erp = Erp(engine)
         print(f"OZmap simulator in a child process ({boxes} boxes), database: {args.database}, "
-              f"{os.cpu_count()} CPUs")  # fmt: skip
-        eps, _ = throughput(args, url, engine, erp, ports[: needed - lag_actions])
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        args.db_url = db_url
+        eps = throughput(args, boxes, engine, erp, ports[: 4 * args.events])
         a_med, a_p95 = lag_minute_schedule(args, eps)
-        b_med, b_p95, ok, n = lag_push_now(args, url, engine, erp, ports[needed - lag_actions :])
+        with Simulator(boxes) as sim:
+            b_med, b_p95, ok, n = lag_push_now(args, sim.url, engine, erp, ports[4 * args.events :])
         print(
             f"2. Lag ERP action -> applied in OZmap ({args.rate:g} actions/s; schedule every "
             f"{args.poll_seconds:g} s, {args.flow_start_seconds:g} s to start a run)"
@@ -443,8 +569,6 @@ def main() -> None:
             f"schedule alone: {'MET' if a_p95 <= GOAL_P95_S else 'NOT MET'} ({a_p95:.1f} s)"
         )
     finally:
-        stop.set()
-        proc.join(timeout=20)
         cleanup()
 
 
