@@ -227,7 +227,7 @@ def _emit_failures(report: DrainReport) -> None:
 def sync_outbox(
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200,
     max_batches: Annotated[int, Field(ge=1, le=10_000)] = 50,
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 8,  # the client pools 16 connections
     fail_on_dead_letters: bool = True,
 ) -> dict[str, Any]:
     """Drain due outbox rows, ``batch_size`` per task, at most ``max_batches`` batches.
