@@ -22,7 +22,7 @@ postgres``):
        drain starting ``--trigger-seconds`` + ``--flow-start-seconds`` after the failed push
        (Prefect event → automation → flow run), with the minute schedule as the fallback.
 
-    uv run python benchmarks/bench_outbox.py [--events 600] [--concurrency 8]
+    uv run python benchmarks/bench_outbox.py [--events 600] [--concurrency 8] [--workers 2]
         [--database sqlite|postgres] [--rate 5] [--lag-seconds 60]
 
 Goals (issue 5): >= 100 events/s; p95 lag <= 30 s.
@@ -515,7 +515,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=600, help="events per throughput measurement")
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=2, help="sync worker processes (scale-out)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="also measure N sync worker processes (scale-out)"
+    )
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--rate", type=float, default=5.0, help="ERP actions per second (lag runs)")
     ap.add_argument("--lag-seconds", type=float, default=60.0, help="duration of lag run (b)")
