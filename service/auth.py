@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from domain.users import Principal, authenticate
@@ -12,15 +13,32 @@ from models import UserRole
 from models.db import get_engine
 
 
-def db_session() -> Iterator[Session]:
-    """A session per request: commit on success, roll back on any error."""
-    with Session(get_engine(), expire_on_commit=False) as session:
-        try:
-            yield session
+async def db_session() -> AsyncIterator[Session]:
+    """A session per request: commit on success, roll back on any error.
+
+    Opening a session does no I/O (it connects on first use), so it happens on the event
+    loop; commit and close do I/O and go to the thread pool together, in one round trip
+    (each thread-pool round trip adds to every request's latency).
+    """
+    session = Session(get_engine(), expire_on_commit=False)
+    try:
+        yield session
+    except BaseException:
+        # Inline, not awaited: a cancelled request (client gone) must still release its
+        # connection, and a rollback is quick.
+        _finish(session, commit=False)
+        raise
+    await run_in_threadpool(_finish, session, commit=True)
+
+
+def _finish(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
             session.commit()
-        except BaseException:
+        else:
             session.rollback()
-            raise
+    finally:
+        session.close()
 
 
 def _bearer(request: Request) -> str | None:
