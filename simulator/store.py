@@ -86,6 +86,15 @@ def _iso_ms(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+# Written objects are indexed by these string fields (lookups by client code, client, box...).
+OVERLAY_INDEXED: dict[str, tuple[str, ...]] = {
+    "ftth-clients": ("code",),
+    "properties": ("client", "box"),
+    "splitters": ("parent",),
+    "cables": ("boxA", "boxB"),
+}
+
+
 @dataclass
 class Collection:
     """One model: generated objects 0..n_gen-1 plus the written overlay."""
@@ -161,6 +170,7 @@ class Store:
         # Indexes over the overlay (generated objects are found through the arrays).
         self._ext_index: dict[tuple[str, str], str] = {}
         self._code_index: dict[str, set[str]] = {}
+        self._overlay_index: dict[tuple[str, str], dict[str, set[int]]] = {}
         self._db: sqlite3.Connection | None = None
         self._seq = 0  # order of the journal records
         self._pending: list[tuple[str, str, str | None]] | None = None
@@ -334,7 +344,19 @@ class Store:
                 assert self._pending is not None
                 self._pending.append(rec)
 
+    def _overlay_keys(self, model: str, doc: dict[str, Any]) -> list[tuple[str, str, int]]:
+        parsed = parse_id(doc.get("id", ""))
+        if parsed is None:
+            return []
+        return [
+            (prop, doc[prop], parsed[1])
+            for prop in OVERLAY_INDEXED.get(model, ())
+            if isinstance(doc.get(prop), str)
+        ]
+
     def _index(self, model: str, doc: dict[str, Any]) -> None:
+        for prop, value, n in self._overlay_keys(model, doc):
+            self._overlay_index.setdefault((model, prop), {}).setdefault(value, set()).add(n)
         ext = doc.get("external_id")
         if ext is not None and ext != "":
             self._ext_index[(model, str(ext))] = doc["id"]
@@ -342,6 +364,12 @@ class Store:
             self._code_index.setdefault(doc["code"], set()).add(doc["id"])
 
     def _unindex(self, model: str, doc: dict[str, Any]) -> None:
+        for prop, value, n in self._overlay_keys(model, doc):
+            ns = self._overlay_index.get((model, prop), {}).get(value)
+            if ns is not None:
+                ns.discard(n)
+                if not ns:
+                    del self._overlay_index[(model, prop)][value]
         ext = doc.get("external_id")
         if ext is not None and self._ext_index.get((model, str(ext))) == doc["id"]:
             del self._ext_index[(model, str(ext))]
@@ -671,12 +699,18 @@ class Store:
             idx = idx.astype(np.int64, copy=False)
         if col.n_deleted:
             idx = idx[~col.deleted[idx]]
+        # Written objects (overrides and created) matching an indexed equality: look only at
+        # those, so a lookup by client code stays O(1) however many clients were created.
+        cand = self._overlay_candidates(col.model, flt)
         if col.overrides:
             ov_keys = np.fromiter(col.overrides.keys(), dtype=np.int64, count=len(col.overrides))
             idx = idx[~np.isin(idx, ov_keys)]
-            ov_match = np.array(
-                sorted(n for n, o in col.overrides.items() if F.match(o, flt)), dtype=np.int64
+            ov_items = (
+                col.overrides.items()
+                if cand is None
+                else ((n, col.overrides[n]) for n in cand if n in col.overrides)
             )
+            ov_match = np.array(sorted(n for n, o in ov_items if F.match(o, flt)), dtype=np.int64)
         else:
             ov_match = np.zeros(0, dtype=np.int64)
         if residual and idx.size:
@@ -686,14 +720,36 @@ class Store:
             idx = idx[keep]
         if ov_match.size:
             idx = np.union1d(idx, ov_match)
-        created = [
-            parse_id(oid)[1]  # type: ignore[index]
-            for oid, o in col.created.items()
-            if F.match(o, flt)
-        ]
+        if cand is None:
+            created = [
+                parse_id(oid)[1]  # type: ignore[index]
+                for oid, o in col.created.items()
+                if F.match(o, flt)
+            ]
+        else:
+            docs = ((n, col.created.get(make_id(col.model, n))) for n in sorted(cand))
+            created = [n for n, o in docs if o is not None and F.match(o, flt)]
         if created:
             idx = np.concatenate([idx, np.array(created, dtype=np.int64)])
         return idx
+
+    def _overlay_candidates(self, model: str, flt: Filter) -> set[int] | None:
+        """Sequence numbers of written objects that can match, from an indexed equality."""
+        cand: set[int] | None = None
+        for item in flt:
+            if (
+                not isinstance(item, Cond)
+                or item.prop not in OVERLAY_INDEXED.get(model, ())
+                or item.op not in ("=", "eq", "in")
+            ):
+                continue
+            values = item.value if item.op == "in" else [item.value]
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                continue
+            index = self._overlay_index.get((model, item.prop), {})
+            found: set[int] = set().union(*(index.get(v, set()) for v in values))
+            cand = found if cand is None else cand & found
+        return cand
 
     # Fast paths: exact match sets over generated, non-overridden objects, or None.
     def _fast(self, col: Collection, item: Cond | OrGroup) -> np.ndarray | None:
