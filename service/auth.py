@@ -28,7 +28,10 @@ async def db_session() -> AsyncIterator[Session]:
         # connection, and a rollback is quick.
         _finish(session, commit=False)
         raise
-    await run_in_threadpool(_finish, session, commit=True)
+    if session.in_transaction():
+        await run_in_threadpool(_finish, session, commit=True)
+    else:
+        session.close()  # nothing began since the token check: no I/O, no round trip
 
 
 def _finish(session: Session, *, commit: bool) -> None:
@@ -52,7 +55,14 @@ def current_principal(
 ) -> Principal:
     # A route that accepts signed links (the map page) verified one before this dependency.
     signed = getattr(request.state, "signed_principal", None)
-    return signed if signed is not None else authenticate(session, _bearer(request))
+    if signed is not None:
+        return signed
+    principal = authenticate(session, _bearer(request))
+    # End the lookup's transaction here, in the same thread-pool call: a route that needs
+    # nothing more from the database then costs no further round trip, and on SQLite the
+    # write lock (BEGIN IMMEDIATE) is not held while the route works.
+    session.commit()
+    return principal
 
 
 def require_role(*roles: UserRole) -> Callable[..., Principal]:
