@@ -21,12 +21,14 @@ import contextlib
 from contextlib import ExitStack
 from typing import Any, Literal
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
 )
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -74,10 +76,22 @@ def reconcile(
     """One reconciliation run; returns its counts (per class, read, repaired)."""
     with ExitStack() as held:
         try:
+            # max_retries=0: ask once. With retries, Prefect's slot service keeps asking after
+            # our timeout and can be granted a slot nobody releases until its lease expires.
             held.enter_context(
-                concurrency(LIMIT_NAME, occupy=1, strict=True, timeout_seconds=SLOT_TIMEOUT_SECONDS)
+                concurrency(
+                    LIMIT_NAME,
+                    occupy=1,
+                    strict=True,
+                    timeout_seconds=SLOT_TIMEOUT_SECONDS,
+                    max_retries=0,
+                )
             )
-        except TimeoutError:
+        except (TimeoutError, ConcurrencySlotAcquisitionError) as exc:
+            cause = exc.__cause__
+            locked = isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
+            if not (locked or isinstance(exc, TimeoutError)):
+                raise
             raise ReconciliationBusy(
                 f"another reconciliation holds the {LIMIT_NAME!r} concurrency limit; this run "
                 "stops instead of waiting (try again when it has finished)"
