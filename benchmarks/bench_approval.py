@@ -283,7 +283,8 @@ def _baseline_flow() -> Any:
     from domain import approval
     from flows.approval import PARALLEL_CHUNKS
     from models.db import get_engine
-    from tasks.approval import plan_approval, retry_if_transient, select_contracts
+    from tasks.approval import plan_approval, select_contracts
+    from tasks.policy import retry_if_transient
 
     @task(name="approve-one-contract", cache_policy=NO_CACHE, retries=3,
           retry_condition_fn=retry_if_transient)  # fmt: skip

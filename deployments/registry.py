@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from domain import events
+
 if TYPE_CHECKING:
     from prefect import Flow
     from prefect.deployments.runner import RunnerDeployment
@@ -28,7 +30,7 @@ OPS_TAG = "erp-ozmap-ops"  # the alert deployment itself (never alerts on itself
 
 # The event the ERP-facing service emits after each reservation action (reserve, activate,
 # cancel); it starts a sync run so the usual ERP → OZmap lag is seconds, not a minute.
-RESERVATION_CHANGED_EVENT = "erp.reservation.changed"
+RESERVATION_CHANGED_EVENT = events.RESERVATION_CHANGED
 
 # Global concurrency limits the flows take with `concurrency(name, strict=True)`; they must
 # exist before any run (a missing limit is an error under strict, skipped silently without).

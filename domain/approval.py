@@ -32,7 +32,14 @@ from sqlmodel import Session, col, select
 from config import get_settings
 from domain import audit, reservations
 from domain.audit import AUTOMATIC_ROUTINE
-from domain.errors import Conflict, DomainError, ExternalUnavailable, InvalidInput, NotFound
+from domain.errors import (
+    Conflict,
+    DomainError,
+    ExternalUnavailable,
+    InvalidInput,
+    NotFound,
+    is_transient,
+)
 from domain.parameters import billing_settings, find_drop_cable, integration_settings
 from domain.users import Principal
 from models import (
@@ -254,15 +261,6 @@ class _Skip(Exception):
         super().__init__(reason)
         self.reason = reason
         self.reservation_id = reservation_id
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying the whole chunk for: the database or OZmap briefly unavailable."""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError | ExternalUnavailable):
-        return True  # connection lost, lock timeout, deadlock, pool exhausted, OZmap down
-    return isinstance(exc, OZmapError) and exc.transient
 
 
 def _live_reservations(session: Session, contract_ids: Iterable[int]) -> dict[int, PortReservation]:

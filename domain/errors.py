@@ -62,3 +62,35 @@ class ExternalUnavailable(DomainError):
 
     status = 503
     code = "unavailable"
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether an error may go away by itself: the database or OZmap briefly unavailable.
+
+    The one classification every retry decision uses (task retries, chunk retries); a bug, a
+    refusal or bad input is never transient.
+    """
+    import sqlalchemy as sa  # local: keeps this module importable without the database layer
+
+    from ozmap.errors import OZmapError
+
+    if exc is None:
+        return False
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+        return True  # connection lost, lock timeout, deadlock, pool exhausted
+    if isinstance(exc, ExternalUnavailable):
+        return True
+    if isinstance(exc, OZmapError):
+        return bool(exc.transient)
+    return isinstance(exc, TimeoutError | ConnectionError)
+
+
+def is_database_hiccup(exc: BaseException | None) -> bool:
+    """Only the database briefly unavailable (OZmap failures are retried elsewhere, row by row)."""
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)

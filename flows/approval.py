@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from config import get_settings
-from domain import approval
+from domain import approval, events
 from tasks.approval import approve_chunk, plan_approval, select_contracts
 
 REPORT_KEY = "contract-approval-report"
@@ -31,7 +31,7 @@ SUMMARY_KEY = "contract-approval-summary"
 CHUNK_SIZE = approval.DEFAULT_CHUNK_SIZE
 PARALLEL_CHUNKS = 4
 # The event the sync deployment's trigger listens to (deployments/registry.py).
-RESERVATION_CHANGED_EVENT = "erp.reservation.changed"
+RESERVATION_CHANGED_EVENT = events.RESERVATION_CHANGED
 
 
 class ContractApprovalFailed(RuntimeError):

@@ -19,9 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from domain import events
+
 log = logging.getLogger(__name__)
 
-RESERVATION_CHANGED = "erp.reservation.changed"
+RESERVATION_CHANGED = events.RESERVATION_CHANGED
 SERVICE_REQUEST_CHANGED = "erp.service_request.changed"
 
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-events")

@@ -10,12 +10,8 @@ and approving is idempotent.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.states import get_state_exception
-from prefect.tasks import exponential_backoff
 from sqlmodel import Session
 
 from domain import approval
@@ -24,25 +20,12 @@ from models.db import get_engine, session_scope
 from ozmap.client import get_client
 from ozmap.errors import OZmapError
 from ozmap.models import CableType
+from tasks.policy import reliable
 
 RETRIES = 3
 
 
-def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
-    """`retry_condition_fn`: retry only what may succeed later (never a bug or a refusal)."""
-    try:
-        return approval.is_transient(get_state_exception(state))
-    except Exception:  # the state carries no exception: nothing to judge, do not retry
-        return False
-
-
-_RELIABLE: dict[str, Any] = {
-    "retries": RETRIES,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+_RELIABLE = reliable(retries=RETRIES, backoff_factor=2)
 
 
 def _session() -> Session:

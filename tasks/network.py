@@ -13,24 +13,19 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 from uuid import UUID
 
-import sqlalchemy as sa
-from prefect import Task, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import update_progress_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run
-from prefect.states import State
-from prefect.tasks import exponential_backoff
 from sqlmodel import Session
 
 from domain import coverage as cov
 from domain import network_cache as nc
 from models.db import get_engine
 from ozmap.client import OZmapClient
-from ozmap.errors import OZmapError
+from tasks.policy import reliable
 
 TAGS = ["ozmap", "network"]
 # A project of 100k boxes reads in a few minutes; an hour means something hangs (every HTTP
@@ -38,30 +33,7 @@ TAGS = ["ozmap", "network"]
 PROJECT_TIMEOUT_SECONDS = 3600
 
 
-def is_transient(exc: BaseException | None) -> bool:
-    if isinstance(exc, OZmapError):
-        return bool(exc.transient)
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-        return True
-    return isinstance(exc, TimeoutError | ConnectionError)
-
-
-def _retry_if_transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
-    try:
-        state.result()
-    except Exception as exc:
-        return is_transient(exc)
-    return False
-
-
-_RELIABLE: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": _retry_if_transient,
-    "cache_policy": NO_CACHE,
-    "tags": TAGS,
-}
+_RELIABLE = reliable(retries=2, backoff_factor=5)
 
 
 class RefreshProgress:

@@ -20,8 +20,6 @@ from uuid import UUID
 from prefect import get_run_logger, task
 from prefect.artifacts import update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import get_state_exception
-from prefect.tasks import exponential_backoff
 from sqlmodel import Session
 
 from domain import reconciliation_io as rio
@@ -29,36 +27,12 @@ from domain.errors import DomainError
 from domain.reconciliation import ERP_CODE_PREFIX
 from models import RunStatus
 from models.db import get_engine
-from ozmap.errors import OZmapError
+from tasks.policy import reliable
 
 RETRIES = 2
 
 
-def is_transient(exc: BaseException | None) -> bool:
-    """OZmap unreachable/overloaded or the database briefly unavailable: worth a retry."""
-    import sqlalchemy as sa
-
-    if isinstance(exc, OZmapError):
-        return bool(exc.transient)
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-        return True
-    return isinstance(exc, TimeoutError | ConnectionError)
-
-
-def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
-    try:
-        return is_transient(get_state_exception(state))
-    except Exception:  # no exception on the state: nothing to judge
-        return False
-
-
-_RELIABLE: dict[str, Any] = {
-    "retries": RETRIES,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+_RELIABLE = reliable(retries=RETRIES, backoff_factor=5)
 _ONCE: dict[str, Any] = {"cache_policy": NO_CACHE}
 
 

@@ -7,13 +7,8 @@ here may be cached (``NO_CACHE``): every call must really talk to the database a
 
 from __future__ import annotations
 
-from typing import Any
-
-import sqlalchemy as sa
-from prefect import Task, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from domain.sync import (
@@ -25,25 +20,9 @@ from domain.sync import (
 )
 from models.db import get_engine
 from ozmap import get_client
+from tasks.policy import retry_on_database_hiccup
 
 TAGS = ["ozmap", "outbox"]
-
-
-def _database_hiccup(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only when the database was briefly unavailable (locked, connection dropped).
-
-    A bug or a refused OZmap call is not retried here: the outbox already retries deliveries
-    with its own backoff, row by row, and a retried batch would only claim the next rows.
-    """
-    try:
-        state.result()
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError):
-        return True
-    except sa.exc.DBAPIError as exc:
-        return bool(exc.connection_invalidated)
-    except Exception:
-        return False
-    return False
 
 
 @task(
@@ -52,7 +31,7 @@ def _database_hiccup(task: Task[..., Any], task_run: TaskRun, state: State[Any])
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
-    retry_condition_fn=_database_hiccup,
+    retry_condition_fn=retry_on_database_hiccup,
     # A batch that outlives its leases is overrun anyway (another worker may take the rows);
     # HTTP and database calls carry their own client-side timeouts.
     timeout_seconds=DEFAULT_LEASE_SECONDS,
@@ -74,7 +53,7 @@ def sync_batch(batch_no: int, batch_size: int, worker_id: str, concurrency: int)
     name="outbox-overview",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=_database_hiccup,
+    retry_condition_fn=retry_on_database_hiccup,
     timeout_seconds=60,
     tags=TAGS,
     cache_policy=NO_CACHE,

@@ -13,7 +13,8 @@ from sqlmodel import Session
 from domain.errors import ExternalUnavailable, InvalidInput
 from models import Contract, ContractStage, ServiceRequestStatus
 from ozmap.errors import OZmapAuthError, OZmapUnavailable
-from tasks.approval import approve_chunk, plan_approval, retry_if_transient, select_contracts
+from tasks.approval import approve_chunk, plan_approval, select_contracts
+from tasks.policy import retry_if_transient
 from tests import factories as f
 from tests.domain.approval_support import make_contract
 
