@@ -36,7 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from domain.feasibility import BoxStatus, FeasibilityIndex, RadiusPolicy
+from domain.feasibility.boxes import BoxStatus
+from domain.feasibility.index import FeasibilityIndex
+from domain.feasibility.policy import RadiusPolicy
 
 RADII = (150.0, 3000.0)
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_feasibility import customer_points, make_network  # noqa: E402
-from domain.feasibility import BoxStatus, FeasibilityHit, RadiusPolicy  # noqa: E402
+from domain.feasibility.boxes import BoxStatus, FeasibilityHit  # noqa: E402
+from domain.feasibility.policy import RadiusPolicy  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BASELINE = "PostGIS ST_DWithin(geography)+GiST behind the same route"
@@ -177,7 +178,7 @@ def load(url: str, net: Any) -> dict[str, float]:
     import psycopg
     from sqlmodel import Session
 
-    from domain.network_cache import bump_generation
+    from domain.network_cache.store import bump_generation
     from domain.units import create_unit
     from domain.users import create_user
     from models.db import create_db_engine

@@ -20,10 +20,14 @@ from rich.table import Table
 from sqlmodel import Session
 
 from cli.common import console, err_console, fail, friendly_errors, print_json
-from domain import coverage as cov
-from domain import feasibility_service as fs
-from domain import network_cache as nc
-from domain.feasibility import FeasibilityUnavailable, RadiusPolicy
+from domain.feasibility import service as fs
+from domain.feasibility.coverage import coverage_report
+from domain.feasibility.loader import load_index
+from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
+from domain.network_cache.plan import ProjectPlan, RefreshPlan
+from domain.network_cache.refresh import refresh_network
+from domain.network_cache.report import RefreshReport
+from domain.network_cache.store import current_generation, has_boxes
 from models.db import get_engine
 
 network_app = typer.Typer(help="The network cache (OZmap boxes, splitters, ports) for feasibility.")
@@ -59,19 +63,19 @@ def refresh(
     ):
         bars: dict[str, int] = {}
 
-        def on_plan(plan: nc.RefreshPlan) -> None:
+        def on_plan(plan: RefreshPlan) -> None:
             for p in plan.projects:
                 # The previous box count is the estimate; a first full read has none.
                 bars[p.project_id] = bar.add_task(
                     f"{p.mode} {p.name or p.project_id}", total=p.cached_boxes or None
                 )
 
-        def progress(project: nc.ProjectPlan, boxes: int) -> None:
+        def progress(project: ProjectPlan, boxes: int) -> None:
             task = bars[project.project_id]
             total = bar.tasks[task].total
             bar.update(task, completed=boxes, total=max(total or 0, boxes))
 
-        report = nc.refresh_network(
+        report = refresh_network(
             engine, client, full=full, units=unit or None, on_plan=on_plan, progress=progress
         )
         for task in bars.values():  # finished (failed ones stop where they were)
@@ -84,7 +88,7 @@ def refresh(
         raise fail(f"{len(report.failed)} project(s) failed; see above", 1)
 
 
-def _print_refresh(report: nc.RefreshReport) -> None:
+def _print_refresh(report: RefreshReport) -> None:
     table = Table("unit(s)", "OZmap project", "mode", "read", "new", "changed", "removed",
                   "free ports", "cached", title="network refresh")  # fmt: skip
     for p in report.projects:
@@ -129,12 +133,12 @@ def feasibility(
             session, policy, lat=lat, lng=lng, customer_id=customer, radius_m=radius,
             unit=unit, only_available=only_available, limit=limit,
         )  # fmt: skip
-        if nc.current_generation(session) == 0 and not nc.has_boxes(session):
+        if current_generation(session) == 0 and not has_boxes(session):
             raise FeasibilityUnavailable(
                 "the network cache is empty", hint="run `erp-ozmap network refresh` first"
             )
         # Only the boxes around the point: one read, the same answer as the full index.
-        index = nc.load_index(
+        index = load_index(
             session, radius_policy=policy, around=(query.lat, query.lng, query.radius_m)
         )
     result = fs.run_query(index, query)
@@ -179,7 +183,7 @@ def coverage(
 ) -> None:
     """Coverage report: nearest box and boxes with free ports for each address of a file."""
     with Session(get_engine()) as session:
-        report = cov.coverage_report(
+        report = coverage_report(
             session, input_path, output_dir=output_dir, radius_m=radius, unit=unit
         )
     if json_out:

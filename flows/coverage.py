@@ -13,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.runtime import flow_run
 
-from domain import coverage as cov
 from domain.errors import DomainError
+from flows.hooks import failure_of
 from tasks import network as t
 
 SUMMARY_KEY = "coverage-report-summary"
@@ -36,11 +37,23 @@ def run_name() -> str:
     return "-".join(parts)[:120]
 
 
+def _explain_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """`on_failure`: a refused input (missing file, bad radius or unit) as the summary."""
+    exc = failure_of(state)
+    if isinstance(exc, DomainError):
+        create_markdown_artifact(
+            key=SUMMARY_KEY,
+            markdown=f"## Coverage report not produced\n\n{exc}\n",
+            description=str(exc)[:500],
+        )
+
+
 @flow(
     name="coverage-report",
     flow_run_name=run_name,
     description="For a file of addresses: nearest box and number of boxes with free ports "
     "within the radius, written as GeoPackage and CSV, with a summary.",
+    on_failure=[_explain_failure],
 )
 def coverage_report(
     input_path: str,
@@ -49,19 +62,11 @@ def coverage_report(
     output_dir: str = DEFAULT_OUTPUT_DIR,
 ) -> dict[str, Any]:
     """One coverage run; returns its counts and output paths."""
-    logger = get_run_logger()
-    try:
-        report = t.compute_coverage(input_path, radius, unit, output_dir)
-    except DomainError as exc:
-        create_markdown_artifact(
-            key=SUMMARY_KEY,
-            markdown=f"## Coverage report not produced\n\n{exc}\n",
-            description=str(exc)[:500],
-        )
-        raise
+    report = t.compute_coverage(input_path, radius, unit, output_dir)
     create_markdown_artifact(
-        key=SUMMARY_KEY, markdown=cov.summary_markdown(report), description=report.one_line()
+        key=SUMMARY_KEY, markdown=report.markdown(), description=report.one_line()
     )
+    logger = get_run_logger()
     logger.info(report.one_line())
     logger.info("written: %s and %s", report.gpkg_path, report.csv_path)
     return report.to_dict()

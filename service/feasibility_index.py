@@ -24,9 +24,12 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from sqlmodel import Session
 
-from domain.feasibility import FeasibilityIndex, FeasibilityUnavailable, IndexHolder, RadiusPolicy
-from domain.feasibility_service import active_units
-from domain.network_cache import current_generation, load_index
+from domain.feasibility.holder import IndexHolder
+from domain.feasibility.index import FeasibilityIndex
+from domain.feasibility.loader import load_index
+from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
+from domain.feasibility.service import active_units
+from domain.network_cache.store import current_generation
 
 log = logging.getLogger("erp_ozmap.feasibility")
 

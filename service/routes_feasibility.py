@@ -27,9 +27,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from domain import feasibility_service as fs
 from domain.errors import Unauthorized
-from domain.feasibility_map import render_feasibility_map
+from domain.feasibility import service as fs
+from domain.feasibility.map import render_feasibility_map
 from domain.users import Principal, hash_token
 from models import UserRole
 from service import map_links

@@ -21,8 +21,12 @@ from prefect.artifacts import update_progress_artifact
 from prefect.runtime import task_run
 from sqlmodel import Session
 
-from domain import coverage as cov
-from domain import network_cache as nc
+from domain.feasibility.coverage import CoverageReport, coverage_report
+from domain.network_cache import plan as nc_plan
+from domain.network_cache import refresh as nc_refresh
+from domain.network_cache import store as nc_store
+from domain.network_cache.plan import ProjectPlan, RefreshPlan
+from domain.network_cache.report import ProjectRefresh
 from models.db import get_engine
 from ozmap.client import OZmapClient
 from tasks.policy import reliable
@@ -88,12 +92,26 @@ class RefreshProgress:
 
 
 @task(name="network-refresh-plan", **_RELIABLE)
-def plan_refresh(full: bool, units: list[str] | None) -> nc.RefreshPlan:
+def plan_refresh(full: bool, units: list[str] | None) -> RefreshPlan:
     """Units → OZmap projects and how to pull each (unknown units fail the run at once)."""
     with OZmapClient.from_settings() as client:
-        names = nc.ozmap_project_names(client)
+        names = nc_plan.ozmap_project_names(client)
     with Session(get_engine()) as session:
-        return nc.plan_refresh(session, names, full=full, units=units)
+        plan = nc_plan.plan_refresh(session, names, full=full, units=units)
+    _log_plan(plan)
+    return plan
+
+
+def _log_plan(plan: RefreshPlan) -> None:
+    logger = get_run_logger()
+    if not plan.projects:
+        logger.warning(
+            "no OZmap project to refresh: no active unit%s has projects "
+            "(register them with `erp-ozmap units create`)",
+            f" among {', '.join(plan.units)}" if plan.units else "",
+        )
+    for project in plan.projects:
+        logger.info(project.describe())
 
 
 def _project_run_name() -> str:
@@ -110,13 +128,13 @@ def _project_run_name() -> str:
     **_RELIABLE,
 )
 def refresh_project(
-    project: nc.ProjectPlan, progress_artifact: str | None = None, expected_boxes: int = 0
-) -> nc.ProjectRefresh:
+    project: ProjectPlan, progress_artifact: str | None = None, expected_boxes: int = 0
+) -> ProjectRefresh:
     """Pull one project's boxes, splitters and port states into the cache."""
     progress = RefreshProgress.of(progress_artifact, expected_boxes)
     step = None if progress is None else (lambda n: progress.update(project.project_id, n))
     with OZmapClient.from_settings() as client:
-        result = nc.refresh_project(get_engine(), client, project, progress=step)
+        result = nc_refresh.refresh_project(get_engine(), client, project, progress=step)
     if progress is not None:
         progress.update(project.project_id, result.boxes_read, force=True)
     get_run_logger().info(result.one_line())
@@ -126,21 +144,26 @@ def refresh_project(
 @task(name="network-remove-unserved", **_RELIABLE)
 def remove_unserved(project_ids: list[str]) -> int:
     """Drop cached boxes of projects that no unit serves any more."""
-    return nc.remove_projects(get_engine(), project_ids)
+    removed = nc_store.remove_projects(get_engine(), project_ids)
+    get_run_logger().info(
+        "removed %s cached box(es) of %s project(s) no unit serves any more",
+        f"{removed:,}", len(project_ids),
+    )  # fmt: skip
+    return removed
 
 
 @task(name="network-signal-reload", **_RELIABLE)
 def signal_reload() -> int:
     """Bump the cache generation: every service reloads its feasibility index."""
-    return nc.bump_generation(get_engine())
+    return nc_store.bump_generation(get_engine())
 
 
 @task(name="coverage-compute", **_RELIABLE)
 def compute_coverage(
     input_path: str, radius: float | None, unit: str | None, output_dir: str
-) -> cov.CoverageReport:
+) -> CoverageReport:
     """Read the addresses, query the cached network in one batch, write GeoPackage + CSV."""
     with Session(get_engine()) as session:
-        return cov.coverage_report(
+        return coverage_report(
             session, input_path, output_dir=output_dir, radius_m=radius, unit=unit
         )

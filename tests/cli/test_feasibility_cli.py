@@ -14,8 +14,8 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from cli.main import app
-from domain import network_cache as nc
-from domain.feasibility import RadiusPolicy
+from domain.feasibility.loader import load_index
+from domain.feasibility.policy import RadiusPolicy
 from domain.units import create_unit
 from tests.domain.reservation_support import settings_pointing_at
 
@@ -51,7 +51,7 @@ def test_refresh_then_feasibility_answers_like_the_index(cli_env: Any, engine: s
     assert answer.exit_code == 0, answer.output
     body = json.loads(answer.stdout)
     with Session(engine) as s:
-        index = nc.load_index(s, radius_policy=RadiusPolicy())
+        index = load_index(s, radius_policy=RadiusPolicy())
     expected = index.query(box["lat"], box["lng"], 800)
     assert [b["id"] for b in body["boxes"]] == [h.box_id for h in expected]
     assert body["boxes"][0]["id"] == box["id"] and body["boxes"][0]["distance_m"] == 0.0

@@ -13,17 +13,10 @@ from pyproj import Geod
 
 from config import Settings
 from domain.errors import DomainError, InvalidInput
-from domain.feasibility import (
-    Availability,
-    BoxRecord,
-    BoxStatus,
-    FeasibilityHit,
-    FeasibilityIndex,
-    FeasibilityUnavailable,
-    IndexHolder,
-    InvalidRadius,
-    RadiusPolicy,
-)
+from domain.feasibility.boxes import Availability, BoxRecord, BoxStatus, FeasibilityHit
+from domain.feasibility.holder import IndexHolder
+from domain.feasibility.index import FeasibilityIndex
+from domain.feasibility.policy import FeasibilityUnavailable, InvalidRadius, RadiusPolicy
 from domain.geo import BRAZIL_LAT_RANGE, BRAZIL_LNG_RANGE, InvalidCoordinates
 
 GEOD = Geod(ellps="WGS84")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from domain.feasibility_columns import StringColumn, morton_order
+from domain.feasibility.columns import StringColumn, morton_order
 
 
 @pytest.mark.parametrize(

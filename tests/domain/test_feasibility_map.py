@@ -11,8 +11,8 @@ from pathlib import Path
 import folium
 import pytest
 
-from domain.feasibility import BoxStatus, FeasibilityHit
-from domain.feasibility_map import (
+from domain.feasibility.boxes import BoxStatus, FeasibilityHit
+from domain.feasibility.map import (
     COLOURS,
     JQUERY_JS,
     LEAFLET_CSS,

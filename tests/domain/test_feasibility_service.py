@@ -8,9 +8,11 @@ import pytest
 from pyproj import Geod
 from sqlmodel import Session
 
-from domain import feasibility_service as fs
 from domain.errors import InvalidInput, NotFound
-from domain.feasibility import BoxRecord, BoxStatus, FeasibilityIndex, RadiusPolicy
+from domain.feasibility import service as fs
+from domain.feasibility.boxes import BoxRecord, BoxStatus
+from domain.feasibility.index import FeasibilityIndex
+from domain.feasibility.policy import RadiusPolicy
 from domain.units import create_unit
 from models import Address, Customer, DocumentKind, Unit
 from tests import factories as f

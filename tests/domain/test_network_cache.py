@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,11 @@ import sqlalchemy as sa
 from pyproj import Geod
 from sqlmodel import Session, select
 
-from domain import network_cache as nc
 from domain.errors import NotFound
-from domain.feasibility import RadiusPolicy
+from domain.feasibility.loader import load_index
+from domain.feasibility.policy import RadiusPolicy
+from domain.network_cache.refresh import refresh_network
+from domain.network_cache.store import bump_generation, current_generation, upsert
 from domain.units import create_unit
 from models import NetworkBox, NetworkRefreshState, NetworkSplitter
 from ozmap.client import OZmapClient
@@ -67,7 +70,7 @@ def _drop_splitters(sim: Any, box_id: str) -> list[dict[str, Any]]:
 def test_full_refresh_mirrors_the_simulator(engine: sa.Engine, sim: Any, oz: OZmapClient) -> None:
     _units(engine, {"SPO": [SPO, CPS], "RIO": [RIO]})
 
-    report = nc.refresh_network(engine, oz, full=True)
+    report = refresh_network(engine, oz, full=True)
 
     assert not report.failed
     assert report.units == ("RIO", "SPO")
@@ -98,7 +101,7 @@ def test_full_refresh_mirrors_the_simulator(engine: sa.Engine, sim: Any, oz: OZm
     assert all(r.last_full_refresh_at and r.last_seen_updated_at for r in states.values())
     assert states[SPO].boxes == len(_sim_boxes(sim, SPO))
 
-    again = nc.refresh_network(engine, oz, full=True)
+    again = refresh_network(engine, oz, full=True)
     assert again.totals()["boxes_unchanged"] == len(expected)
     assert not again.changed and again.generation is None  # nothing to reload
 
@@ -107,7 +110,7 @@ def test_incremental_refresh_picks_up_a_changed_port(
     engine: sa.Engine, sim: Any, oz: OZmapClient
 ) -> None:
     _units(engine, {"SPO": [SPO]})
-    nc.refresh_network(engine, oz, full=True)
+    refresh_network(engine, oz, full=True)
     box_id, splitter = next(
         (b, s)
         for b in sorted(_sim_boxes(sim, SPO))
@@ -118,7 +121,7 @@ def test_incremental_refresh_picks_up_a_changed_port(
     before = _cached(engine)[box_id]
 
     sim.state.set_port_blocked(splitter["id"], port, True)
-    report = nc.refresh_network(engine, oz)
+    report = refresh_network(engine, oz)
 
     (project,) = report.projects
     assert project.mode == "incremental" and project.boxes_changed == 1
@@ -130,7 +133,7 @@ def test_incremental_refresh_picks_up_a_changed_port(
     assert _cached_splitters(engine)[splitter["id"]].port_states[port - 1] == "B"
     assert report.generation == 2
     # The high-water mark moved to the change: the next incremental reads only recent boxes.
-    quiet = nc.refresh_network(engine, oz)
+    quiet = refresh_network(engine, oz)
     assert quiet.projects[0].boxes_read <= 1 and not quiet.changed
     assert quiet.generation is None
 
@@ -139,17 +142,17 @@ def test_only_a_full_refresh_removes_boxes_gone_from_ozmap(
     engine: sa.Engine, sim: Any, oz: OZmapClient
 ) -> None:
     _units(engine, {"SPO": [SPO]})
-    nc.refresh_network(engine, oz, full=True)
+    refresh_network(engine, oz, full=True)
     gone = next(b for b in sorted(_sim_boxes(sim, SPO)) if _drop_splitters(sim, b))
     gone_splitters = {s["id"] for s in _drop_splitters(sim, gone)}
     for s in gone_splitters:
         sim.state.delete("splitters", s)
     sim.state.delete("boxes", gone)
 
-    nc.refresh_network(engine, oz)  # incremental: OZmap does not report deletions
+    refresh_network(engine, oz)  # incremental: OZmap does not report deletions
     assert gone in _cached(engine)
 
-    report = nc.refresh_network(engine, oz, full=True)
+    report = refresh_network(engine, oz, full=True)
     assert report.projects[0].boxes_removed == 1
     assert gone not in _cached(engine)
     assert not gone_splitters & set(_cached_splitters(engine))
@@ -165,28 +168,28 @@ def test_a_missing_project_fails_alone_and_keeps_its_cache(
                          name="kept", latitude=-23.5, longitude=-46.6))  # fmt: skip
         s.commit()
 
-    report = nc.refresh_network(engine, oz, full=True)
+    report = refresh_network(engine, oz, full=True)
 
     assert list(report.failed) == ["6501ffffffffffffffffffff"]
     assert "is not in OZmap's project list" in report.failed["6501ffffffffffffffffffff"]
     assert [p.project_id for p in report.projects] == [SPO]
     assert "b-old" in _cached(engine)
     assert "1 FAILED" in report.one_line()
-    assert "Failed projects" in nc.summary_markdown(report)
+    assert "Failed projects" in report.markdown()
 
 
 def test_full_refresh_of_all_units_drops_projects_no_unit_serves(
     engine: sa.Engine, sim: Any, oz: OZmapClient
 ) -> None:
     _units(engine, {"SPO": [SPO], "RIO": [RIO]})
-    nc.refresh_network(engine, oz, full=True)
+    refresh_network(engine, oz, full=True)
     with Session(engine) as s:
         s.exec(sa.text("DELETE FROM unit_project WHERE ozmap_project_id = :p").bindparams(p=RIO))
         s.commit()
 
-    scoped = nc.refresh_network(engine, oz, full=True, units=["SPO"])
+    scoped = refresh_network(engine, oz, full=True, units=["SPO"])
     assert scoped.removed_unserved == 0  # a scoped refresh cannot know who else needs it
-    report = nc.refresh_network(engine, oz, full=True)
+    report = refresh_network(engine, oz, full=True)
     assert report.removed_unserved == len(_sim_boxes(sim, RIO))
     assert {b.ozmap_project_id for b in _cached(engine).values()} == {SPO}
 
@@ -196,16 +199,16 @@ def test_unknown_unit_is_refused_with_the_known_ones(
 ) -> None:
     _units(engine, {"SPO": [SPO]})
     with pytest.raises(NotFound, match=r"unknown unit.*XYZ; known units: SPO") as err:
-        nc.refresh_network(engine, oz, units=["xyz"])
+        refresh_network(engine, oz, units=["xyz"])
     assert err.value.field == "units"
 
 
 def test_generation_counts_up(engine: sa.Engine) -> None:
-    assert nc.current_generation(engine) == 0
-    assert nc.bump_generation(engine) == 1
-    assert nc.bump_generation(engine) == 2
+    assert current_generation(engine) == 0
+    assert bump_generation(engine) == 1
+    assert bump_generation(engine) == 2
     with Session(engine) as s:
-        assert nc.current_generation(s) == 2
+        assert current_generation(s) == 2
 
 
 # -- the database snapshot and the index against pyproj.Geod -------------------------------
@@ -242,7 +245,7 @@ def _synthetic_boxes(rng: np.random.Generator, centres: list[tuple[float, float]
                     "ports_occupied": 0,
                     "ports_blocked": 0,
                     "ozmap_updated_at": None,
-                    "refreshed_at": nc.datetime.now(nc.UTC),
+                    "refreshed_at": datetime.now(UTC),
                 }
             )
     return rows
@@ -280,8 +283,8 @@ def test_the_index_loaded_from_the_database_matches_pyproj_over_the_table(
     centres = [(-23.5505, -46.6333), (-3.7319, -38.5267), (-30.0346, -51.2177)]
     rows = _synthetic_boxes(rng, centres)
     with session.get_bind().begin() as conn:  # type: ignore[union-attr]
-        nc.upsert(conn, NetworkBox.__table__, rows)  # type: ignore[attr-defined]
-    index = nc.load_index(session, radius_policy=RadiusPolicy())
+        upsert(conn, NetworkBox.__table__, rows)  # type: ignore[attr-defined]
+    index = load_index(session, radius_policy=RadiusPolicy())
     assert len(index) == sum(not r["draft"] for r in rows)
     truth_of = BruteForce(session)
 
@@ -300,7 +303,7 @@ def test_the_index_loaded_from_the_database_matches_pyproj_over_the_table(
                     assert math.isclose(h.distance_m, truth[h.box_id], abs_tol=1e-3)
                 assert [h.distance_m for h in hits] == sorted(h.distance_m for h in hits)
                 # A one-off query loads only a bounding box and answers the same.
-                local = nc.load_index(session, radius_policy=RadiusPolicy(),
+                local = load_index(session, radius_policy=RadiusPolicy(),
                                       around=(lat, lng, radius))  # fmt: skip
                 assert local.query(lat, lng, radius, projects=projects) == hits
                 checked += len(hits)
@@ -320,7 +323,7 @@ def test_upsert_inserts_then_updates_in_batches(session: Session) -> None:
         {"ozmap_id": f"s{i}", "box_id": "b", "name": "", "port_states": "FF"} for i in range(1201)
     ]
     with session.get_bind().begin() as conn:  # type: ignore[union-attr]
-        nc.upsert(conn, table, rows)
-        nc.upsert(conn, table, [{**rows[7], "port_states": "RB"}])
+        upsert(conn, table, rows)
+        upsert(conn, table, [{**rows[7], "port_states": "RB"}])
     got = {r.ozmap_id: r.port_states for r in session.exec(select(NetworkSplitter)).all()}
     assert len(got) == 1201 and got["s7"] == "RB" and got["s8"] == "FF"

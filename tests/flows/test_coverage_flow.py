@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from pyproj import Geod
 from sqlmodel import Session
 
-from domain import coverage as cov
-from domain import network_cache as nc
 from domain.errors import InvalidInput, NotFound
-from domain.feasibility import RadiusPolicy
+from domain.feasibility import coverage as cov
+from domain.feasibility.loader import load_index
+from domain.feasibility.policy import RadiusPolicy
+from domain.network_cache.store import upsert
 from domain.units import create_unit
 from models import NetworkBox
 
@@ -51,7 +52,7 @@ def seed(engine: sa.Engine) -> None:
         _box(4, _at(FULL_SPOT, 30, 0), "p-spo", 0),  # full
     ]
     with engine.begin() as conn:
-        nc.upsert(conn, NetworkBox.__table__, rows)  # type: ignore[attr-defined]
+        upsert(conn, NetworkBox.__table__, rows)  # type: ignore[attr-defined]
     with Session(engine) as s:
         create_unit(s, code="SPO", name="SP", ozmap_project_ids=["p-spo"], actor="t")
         s.commit()
@@ -78,7 +79,7 @@ def test_report_from_csv_matches_the_index_and_keeps_every_row(
     source = write_csv(tmp_path / "leads.csv")
     with Session(engine) as s:
         report = cov.coverage_report(s, source, output_dir=tmp_path / "out", radius_m=150)
-        index = nc.load_index(s, radius_policy=RadiusPolicy())
+        index = load_index(s, radius_policy=RadiusPolicy())
 
     assert (report.addresses, report.invalid, report.not_covered) == (6, 2, 1)
     assert (report.with_free_ports, report.covered_but_full) == (2, 1)

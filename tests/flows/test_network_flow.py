@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from domain import network_cache as nc
+from domain.network_cache.store import current_generation
 from domain.units import create_unit
 from models import NetworkBox
 
@@ -108,7 +108,7 @@ def test_full_then_incremental_refresh_complete_with_artifacts_and_signal(
     assert counts["totals"]["boxes_new"] == len(expected) and counts["generation"] == 1
     with Session(engine) as s:
         assert set(s.exec(select(NetworkBox.ozmap_id)).all()) == expected
-    assert nc.current_generation(engine) == 1  # services reload their index
+    assert current_generation(engine) == 1  # services reload their index
     arts = _artifacts(state)
     summary = arts[SUMMARY_KEY].data
     assert "## Network refresh (full)" in summary

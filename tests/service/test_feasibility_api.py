@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pyproj import Geod
 from sqlmodel import Session
 
-from domain import network_cache as nc
+from domain.network_cache.store import bump_generation, upsert
 from domain.units import create_unit
 from domain.users import rotate_token
 from models import Address, NetworkBox
@@ -72,8 +72,8 @@ def seed(engine: sa.Engine) -> tuple[int, int]:
         ids = (geocoded.id, plain.id)
     with engine.begin() as conn:
         rows = [_row(n, m, az, p, **ports) for n, m, az, p, ports in BOXES]
-        nc.upsert(conn, NetworkBox.__table__, rows)  # type: ignore[attr-defined]
-    nc.bump_generation(engine)
+        upsert(conn, NetworkBox.__table__, rows)  # type: ignore[attr-defined]
+    bump_generation(engine)
     return ids  # type: ignore[return-value]
 
 
@@ -276,8 +276,8 @@ def test_the_index_reloads_after_a_refresh_without_a_restart(
         "CTO-01"
     ]
     with engine.begin() as conn:  # what a refresh does: write, then bump the generation
-        nc.upsert(conn, NetworkBox.__table__, [_row(9, 50.0, 0, "p-spo", free=2)])  # type: ignore[attr-defined]
-    nc.bump_generation(engine)
+        upsert(conn, NetworkBox.__table__, [_row(9, 50.0, 0, "p-spo", free=2)])  # type: ignore[attr-defined]
+    bump_generation(engine)
     deadline = time.monotonic() + 20
     while True:
         body = seller.get("/feasibility", params=params).json()  # served throughout

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from pyproj import Geod
 
-from domain.feasibility import BoxRecord, BoxStatus, FeasibilityIndex, RadiusPolicy
-from domain.feasibility_map import JQUERY_JS, LEAFLET_CSS, LEAFLET_JS, render_feasibility_map
+from domain.feasibility.boxes import BoxRecord, BoxStatus
+from domain.feasibility.index import FeasibilityIndex
+from domain.feasibility.map import JQUERY_JS, LEAFLET_CSS, LEAFLET_JS, render_feasibility_map
+from domain.feasibility.policy import RadiusPolicy
 from tests.fixtures.browser import dump_dom
 
 pytestmark = pytest.mark.browser

@@ -165,13 +165,18 @@ def morton_order(
     scale = 65535.0
     qa = np.clip((lat - lat_range[0]) / (lat_range[1] - lat_range[0]) * scale, 0, scale)
     qo = np.clip((lng - lng_range[0]) / (lng_range[1] - lng_range[0]) * scale, 0, scale)
-    code = _spread_bits(qa.astype(np.uint64)) | (_spread_bits(qo.astype(np.uint64)) << 1)
+    code = _spread_bits(qa.astype(np.uint64)) | (_spread_bits(qo.astype(np.uint64)) << np.uint64(1))
     return np.argsort(code, kind="stable")
+
+
+_SPREAD_STEPS: Final = tuple(
+    (np.uint64(shift), np.uint64(mask))
+    for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555))
+)
 
 
 def _spread_bits(v: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """Insert a zero bit between each of the low 16 bits (Morton interleaving)."""
-    v = (v | (v << 8)) & 0x00FF00FF
-    v = (v | (v << 4)) & 0x0F0F0F0F
-    v = (v | (v << 2)) & 0x33333333
-    return (v | (v << 1)) & 0x55555555
+    for shift, mask in _SPREAD_STEPS:
+        v = (v | (v << shift)) & mask
+    return v

@@ -1,4 +1,4 @@
-"""Feasibility ("viabilidade"): which network boxes (CTOs) can serve an address.
+"""The box index: every offered box (CTO) within a radius of a point, nearest first.
 
 Plain data in, plain data out: the index is built from `BoxRecord`s (or from columns, for
 the database snapshot loader) and answers radius queries in process. Distance is the WGS84
@@ -7,43 +7,34 @@ whose chord is within R (the chord is never longer than the geodesic, so none is
 then the exact geodesic distance filters and orders them — nearest first, ties by box id.
 
 The index stores its columns as numpy arrays (well under 100 MB per million boxes) and is
-immutable; `IndexHolder` swaps in a freshly built one after a network refresh.
+immutable; `IndexHolder` (`holder.py`) swaps in a freshly built one after a network refresh.
+This module indexes boxes only; routes along the poles get their own module.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from itertools import chain, compress
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree
+from scipy.spatial import cKDTree  # type: ignore[import-untyped]
 
-from domain.errors import DomainError, InvalidInput
-from domain.feasibility_columns import StringColumn, morton_order
-from domain.geo import (
-    BRAZIL_LAT_RANGE,
-    BRAZIL_LNG_RANGE,
-    CHORD_CORRECTION_DENOMINATOR,
-    WGS84_A,
-    WGS84_E2,
-    in_brazil,
-    to_ecef,
-    validate_point,
+from domain.errors import InvalidInput
+from domain.feasibility.boxes import BoxRecord, BoxStatus, FeasibilityHit
+from domain.feasibility.columns import StringColumn, morton_order
+from domain.feasibility.geodesy import (
+    ecef_point,
+    geodesic_from_diff,
+    geodesic_from_parts,
+    geodetic_on_surface,
 )
+from domain.feasibility.policy import RadiusPolicy, validate_limit
+from domain.geo import BRAZIL_LAT_RANGE, BRAZIL_LNG_RANGE, in_brazil, to_ecef, validate_point
 
-if TYPE_CHECKING:
-    from config import Settings
-
-# Coordinates given back are rebuilt from the ECEF column (saves 16 MB per million boxes) and
-# rounded to 1e-9 degrees (0.1 mm): values stored with up to 9 decimals come back exactly.
-_COORD_SCALE: Final = 1e9
 # Up to this many tree candidates a query is cheaper in plain Python than in numpy calls.
 _SMALL_RESULT: Final = 24
 # The k-d tree compares squared chords in floating point; widen its ball a hair so a box at
@@ -65,205 +56,10 @@ _RECORD: Final = np.dtype(
 )
 _PORT_FIELDS: Final = ("free", "reserved", "active", "occupied", "blocked")
 _BRAZIL: Final = (BRAZIL_LAT_RANGE, BRAZIL_LNG_RANGE)
-
-
-class BoxStatus(StrEnum):
-    """Lifecycle of a box in OZmap."""
-
-    IMPLANTED = "implanted"  # built and in service ("implantada")
-    NOT_IMPLANTED = "not_implanted"  # documented but not built yet ("não implantada")
-    DRAFT = "draft"  # in design ("em projeto"): never offered for sale
-
-    @classmethod
-    def from_flags(cls, *, draft: bool, implanted: bool) -> BoxStatus:
-        """Map the OZmap/cache flags (`draft`, `implanted`) to a status."""
-        if draft:
-            return cls.DRAFT
-        return cls.IMPLANTED if implanted else cls.NOT_IMPLANTED
-
-
 # A box's status is stored as its position in this (sorted) tuple.
 _STATUS_BY_CODE: Final = tuple(sorted(BoxStatus, key=lambda s: s.value))
 _DRAFT_CODE: Final = _STATUS_BY_CODE.index(BoxStatus.DRAFT)
 _STATUS_OBJECTS: Final = np.array(_STATUS_BY_CODE, dtype=object)
-
-
-class Availability(StrEnum):
-    """What a seller can do with a box; drives the colour on the map."""
-
-    AVAILABLE = "available"  # at least one free port
-    FULL = "full"  # no free port (a covered-but-full address is a lead for expansion)
-    BLOCKED = "blocked"  # no free port and nothing in use: every port is blocked
-
-    @classmethod
-    def of(
-        cls, *, free: int, reserved: int, active: int, occupied: int, blocked: int
-    ) -> Availability:
-        if free > 0:
-            return cls.AVAILABLE
-        if blocked > 0 and reserved + active + occupied == 0:
-            return cls.BLOCKED
-        return cls.FULL
-
-
-@dataclass(frozen=True, slots=True)
-class BoxRecord:
-    """A box (CTO) with the port counts of its customer-facing splitters."""
-
-    id: str
-    name: str
-    project_id: str  # the OZmap project; a company unit ("Local") serves one or more
-    lat: float
-    lng: float
-    status: BoxStatus = BoxStatus.IMPLANTED
-    ports_free: int = 0
-    ports_reserved: int = 0
-    ports_active: int = 0  # a customer connected and in service
-    ports_occupied: int = 0  # used otherwise (e.g. a drop without an active customer)
-    ports_blocked: int = 0
-
-
-class FeasibilityHit(NamedTuple):
-    """One box within the radius of a feasibility query (immutable, cheap to build)."""
-
-    box_id: str
-    name: str
-    project_id: str
-    lat: float
-    lng: float
-    distance_m: float
-    status: BoxStatus
-    ports_free: int
-    ports_reserved: int
-    ports_active: int
-    ports_occupied: int
-    ports_blocked: int
-
-    @property
-    def ports_in_use(self) -> int:
-        """Active plus otherwise occupied ports ("ocupadas")."""
-        return self.ports_active + self.ports_occupied
-
-    @property
-    def ports_total(self) -> int:
-        return (
-            self.ports_free
-            + self.ports_reserved
-            + self.ports_active
-            + self.ports_occupied
-            + self.ports_blocked
-        )
-
-    @property
-    def availability(self) -> Availability:
-        return Availability.of(
-            free=self.ports_free,
-            reserved=self.ports_reserved,
-            active=self.ports_active,
-            occupied=self.ports_occupied,
-            blocked=self.ports_blocked,
-        )
-
-
-class InvalidRadius(InvalidInput):
-    """Radius not a number, <= 0 or above the configured maximum (HTTP 422)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message, field=field)
-
-
-class FeasibilityUnavailable(DomainError):
-    """No feasibility index is loaded yet (HTTP 503)."""
-
-    status = 503
-    code = "feasibility_unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class RadiusPolicy:
-    """Default and maximum search radius in metres ("Distância máxima")."""
-
-    default_m: float = 150.0
-    max_m: float = 3000.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.default_m <= self.max_m and math.isfinite(self.max_m)):
-            raise ValueError(
-                f"radius policy needs 0 < default ({self.default_m}) <= max ({self.max_m})"
-            )
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> RadiusPolicy:
-        """Read FEASIBILITY_DEFAULT_RADIUS_M / FEASIBILITY_MAX_RADIUS_M."""
-        if settings is None:
-            from config import get_settings  # deferred: importing the domain reads no env
-
-            settings = get_settings()
-        return cls(
-            default_m=settings.feasibility_default_radius_m,
-            max_m=settings.feasibility_max_radius_m,
-        )
-
-    def resolve(self, radius_m: object | None, *, field: str = "radius") -> float:
-        """The radius to use: the default when None, else the value if 0 < r <= max."""
-        if radius_m is None:
-            return self.default_m
-        if isinstance(radius_m, bool) or not isinstance(radius_m, int | float | np.number):
-            raise InvalidRadius(field, f"{field} must be a number of metres (got {radius_m!r})")
-        value = float(radius_m)
-        if not (math.isfinite(value) and 0 < value <= self.max_m):
-            raise InvalidRadius(
-                field,
-                f"{field} must be greater than 0 and at most {self.max_m:g} m (got {value:g})",
-            )
-        return value
-
-
-def _validate_limit(limit: object | None) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
-        raise InvalidInput(f"limit must be a whole number >= 1 (got {limit!r})", field="limit")
-    return int(limit)
-
-
-def _ecef_point(lat: float, lng: float) -> tuple[float, float, float]:
-    """Scalar `to_ecef` (for one point the maths is cheaper than a numpy call)."""
-    lat_r = math.radians(lat)
-    lng_r = math.radians(lng)
-    sin_lat = math.sin(lat_r)
-    cos_lat = math.cos(lat_r)
-    n = WGS84_A / math.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
-    return (
-        n * cos_lat * math.cos(lng_r),
-        n * cos_lat * math.sin(lng_r),
-        n * (1.0 - WGS84_E2) * sin_lat,
-    )
-
-
-def _geodetic_on_surface(xyz: npt.NDArray[np.float64]) -> tuple[list[float], list[float]]:
-    """Exact inverse of `to_ecef` for points at height 0 (closed form), rounded to 1e-9°."""
-    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    lat = np.degrees(np.arctan2(z, (1.0 - WGS84_E2) * np.hypot(x, y)))
-    lng = np.degrees(np.arctan2(y, x))
-    return (
-        (np.rint(lat * _COORD_SCALE) / _COORD_SCALE).tolist(),
-        (np.rint(lng * _COORD_SCALE) / _COORD_SCALE).tolist(),
-    )
-
-
-def _geodesic_from_diff(diff: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Geodesic metres from ECEF differences: chord c plus c³/(24·6371000²).
-
-    Written term by term so it gives bit-for-bit the same values as the scalar path in
-    `FeasibilityIndex._select_small` (distance ties must not depend on the result size).
-    """
-    sq = diff * diff
-    c2 = sq[:, 0] + sq[:, 1]
-    c2 += sq[:, 2]
-    return np.sqrt(c2) * (1.0 + c2 / CHORD_CORRECTION_DENOMINATOR)
-
-
 _NO_ROWS: Final = np.zeros(0, dtype=np.intp)
 
 
@@ -294,7 +90,7 @@ def _status_codes(statuses: Sequence[BoxStatus | str]) -> npt.NDArray[np.int8]:
         ) from None
 
 
-def _take_rows(array: np.ndarray, rows: npt.ArrayLike) -> np.ndarray:
+def _take_rows(array: np.ndarray, rows: npt.NDArray[np.intp] | Sequence[int]) -> np.ndarray:
     """`array[rows]`; `np.take` is several times faster for 2-D and record arrays."""
     return np.take(array, rows, axis=0)
 
@@ -462,11 +258,11 @@ class FeasibilityIndex:
         """
         lat_f, lng_f = validate_point(lat, lng)
         radius = self.radius_policy.resolve(radius_m)
-        max_rows = _validate_limit(limit)
+        max_rows = validate_limit(limit)
         allowed = self._allowed_projects(projects)
         if allowed is not None and not allowed.any():
             return []
-        point = _ecef_point(lat_f, lng_f)
+        point = ecef_point(lat_f, lng_f)
         found = self._tree.query_ball_point(point, radius + _BALL_SLACK_M, return_sorted=False)
         select = self._select_small if len(found) <= _SMALL_RESULT else self._select_vectorised
         rows, dist = select(found, point, radius, allowed, only_available, max_rows)
@@ -509,7 +305,7 @@ class FeasibilityIndex:
             rows = np.fromiter(chain.from_iterable(found), dtype=np.intp, count=int(counts.sum()))
             del found
             seg = np.repeat(np.arange(points.size), counts)
-            dist = _geodesic_from_diff(_take_rows(self._xyz, rows) - _take_rows(xyz, seg))
+            dist = geodesic_from_diff(_take_rows(self._xyz, rows) - _take_rows(xyz, seg))
             keep = dist <= radius
             if allowed is not None:
                 keep &= allowed[self._record["project"][rows]]
@@ -568,17 +364,13 @@ class FeasibilityIndex:
         only_available: bool,
         limit: int | None,
     ) -> tuple[npt.NDArray[np.intp], list[float]]:
-        """Filter and order a few tree candidates with scalar maths (see `_geodesic_from_diff`)."""
+        """Filter and order a few tree candidates with scalar maths (`geodesic_from_parts`)."""
         if not found:
             return _NO_ROWS, []
         px, py, pz = point
         near: list[tuple[float, int]] = []
         for row, (x, y, z) in zip(found, _take_rows(self._xyz, found).tolist(), strict=True):
-            dx = x - px
-            dy = y - py
-            dz = z - pz
-            c2 = dx * dx + dy * dy + dz * dz
-            distance = math.sqrt(c2) * (1.0 + c2 / CHORD_CORRECTION_DENOMINATOR)
+            distance = geodesic_from_parts(x - px, y - py, z - pz)
             if distance <= radius:
                 near.append((distance, row))
         near.sort()  # by distance, then row (= box id order)
@@ -606,7 +398,7 @@ class FeasibilityIndex:
         """Filter and order many tree candidates with array operations."""
         rows = np.fromiter(found, dtype=np.intp, count=len(found))
         rows.sort()  # row order is id order: a stable sort by distance then breaks ties by id
-        dist = _geodesic_from_diff(_take_rows(self._xyz, rows) - point)
+        dist = geodesic_from_diff(_take_rows(self._xyz, rows) - point)
         keep = dist <= radius
         if allowed is not None or only_available:
             record = _take_rows(self._record, rows)
@@ -626,7 +418,7 @@ class FeasibilityIndex:
         """Materialise hits column by column (one numpy call per column, not per box)."""
         if rows.size == 0:
             return []
-        lat, lng = _geodetic_on_surface(_take_rows(self._xyz, rows))
+        lat, lng = geodetic_on_surface(_take_rows(self._xyz, rows))
         record = _take_rows(self._record, rows)
         columns = (
             self._ids.take(rows),
@@ -658,55 +450,3 @@ def _nearest_per_segment(
     big = np.iinfo(np.intp).max
     best_row = np.minimum.reduceat(np.where(at_min, rows, big), starts)
     return seg[starts], best_row, seg_min
-
-
-class IndexHolder:
-    """The live index for the process; `swap`/`reload` replace it without blocking readers.
-
-    Readers take `holder.current` once per request and keep that reference, so a swap in the
-    middle of a request never mixes two snapshots. Reloads are serialised; the new index is
-    built aside and published with a single reference assignment.
-    """
-
-    def __init__(self, index: FeasibilityIndex | None = None) -> None:
-        self._index: FeasibilityIndex | None = None
-        self.generation = 0
-        self._reload_lock = threading.Lock()
-        if index is not None:
-            self._publish(index)
-
-    @property
-    def current(self) -> FeasibilityIndex:
-        index = self._index
-        if index is None:
-            raise FeasibilityUnavailable(
-                "the feasibility index is not loaded yet",
-                hint="run a network refresh (`erp-ozmap network refresh`) and try again",
-            )
-        return index
-
-    @property
-    def loaded(self) -> bool:
-        return self._index is not None
-
-    def swap(self, index: FeasibilityIndex) -> FeasibilityIndex | None:
-        """Publish `index`; return the one it replaces."""
-        with self._reload_lock:
-            return self._publish(index)
-
-    def reload(self, build: Callable[[], FeasibilityIndex]) -> FeasibilityIndex:
-        """Build a new index with `build()` (queries keep using the old one) and publish it.
-
-        If `build` raises, the old index stays in place and the error propagates.
-        """
-        with self._reload_lock:
-            index = build()
-            self._publish(index)
-            return index
-
-    def _publish(self, index: FeasibilityIndex) -> FeasibilityIndex | None:
-        if not isinstance(index, FeasibilityIndex):
-            raise TypeError(f"expected a FeasibilityIndex, got {type(index).__name__}")
-        old, self._index = self._index, index
-        self.generation += 1
-        return old

@@ -13,29 +13,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import geopandas as gpd
+import geopandas as gpd  # type: ignore[import-untyped]
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 from sqlmodel import Session
 
 from domain.errors import InvalidInput, NotFound
-from domain.feasibility import FeasibilityIndex, RadiusPolicy
-from domain.feasibility_service import unit_projects
-from domain.network_cache import load_index
+from domain.feasibility.index import FeasibilityIndex
+from domain.feasibility.loader import load_index
+from domain.feasibility.policy import RadiusPolicy
+from domain.feasibility.service import unit_projects
 
 LAYER: Final = "coverage"
 LAT_NAMES: Final = ("lat", "latitude", "y")
 LNG_NAMES: Final = ("lng", "lon", "long", "longitude", "x")
-# Result columns added to every input row.
-RESULT_COLUMNS: Final = (
-    "valid_location",
-    "covered",
-    "nearest_box_id",
-    "nearest_box_name",
-    "nearest_distance_m",
-    "boxes_within",
-    "boxes_with_free_ports",
-)
 
 
 @dataclass(frozen=True)
@@ -67,6 +58,28 @@ class CoverageReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def markdown(self) -> str:
+        """The coverage run's summary (the flow's artifact)."""
+
+        def pct(n: int) -> str:
+            return f"{100.0 * n / self.addresses:.1f} %" if self.addresses else "-"
+
+        lines = [
+            f"## Coverage report at {self.radius_m:g} m"
+            + (f" (unit {self.unit})" if self.unit else ""),
+            "",
+            "| addresses | can be sold now (free port within R) | covered but full | not covered "
+            "| no usable location |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {self.addresses:,} | {self.with_free_ports:,} ({pct(self.with_free_ports)}) "
+            f"| {self.covered_but_full:,} ({pct(self.covered_but_full)}) "
+            f"| {self.not_covered:,} ({pct(self.not_covered)}) | {self.invalid:,} |",
+            "",
+            f"Input: `{self.input_path}`; {self.boxes_indexed:,} boxes in the network cache.",
+            f"Output: `{self.gpkg_path}` (layer `{LAYER}`) and `{self.csv_path}`.",
+        ]
+        return "\n".join(lines) + "\n"
 
 
 def _pick(columns: list[str], names: tuple[str, ...], what: str) -> str:
@@ -202,26 +215,3 @@ def coverage_report(
         not_covered=int((valid & ~covered).sum()),
         boxes_indexed=len(index),
     )
-
-
-def summary_markdown(report: CoverageReport) -> str:
-    """The coverage run's summary artifact."""
-
-    def pct(n: int) -> str:
-        return f"{100.0 * n / report.addresses:.1f} %" if report.addresses else "-"
-
-    lines = [
-        f"## Coverage report at {report.radius_m:g} m"
-        + (f" (unit {report.unit})" if report.unit else ""),
-        "",
-        "| addresses | can be sold now (free port within R) | covered but full | not covered "
-        "| no usable location |",
-        "|---:|---:|---:|---:|---:|",
-        f"| {report.addresses:,} | {report.with_free_ports:,} ({pct(report.with_free_ports)}) "
-        f"| {report.covered_but_full:,} ({pct(report.covered_but_full)}) "
-        f"| {report.not_covered:,} ({pct(report.not_covered)}) | {report.invalid:,} |",
-        "",
-        f"Input: `{report.input_path}`; {report.boxes_indexed:,} boxes in the network cache.",
-        f"Output: `{report.gpkg_path}` (layer `{LAYER}`) and `{report.csv_path}`.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ from typing import Final
 
 import folium
 
-from domain.feasibility import Availability, FeasibilityHit
+from domain.feasibility.boxes import Availability, FeasibilityHit
 from domain.geo import validate_point
 
 # Paths of the vendored assets below the static URL (the service serves `service/static/`).

@@ -13,15 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain.customers import primary_address
 from domain.errors import InvalidInput, NotFound
-from domain.feasibility import (
-    Availability,
-    FeasibilityHit,
-    RadiusPolicy,
-)
+from domain.feasibility.boxes import Availability, FeasibilityHit
+from domain.feasibility.policy import RadiusPolicy, validate_limit
 from domain.geo import InvalidCoordinates, validate_point
 from models import Customer, Unit, UnitProject
 
@@ -189,7 +186,7 @@ def active_units(session: Session) -> dict[str, tuple[str, ...]]:
     """Every active unit code → its OZmap project ids (sorted)."""
     rows = session.exec(
         select(Unit.code, UnitProject.ozmap_project_id)
-        .join(UnitProject, UnitProject.unit_id == Unit.id, isouter=True)
+        .join(UnitProject, col(UnitProject.unit_id) == col(Unit.id), isouter=True)
         .where(Unit.active == True)  # noqa: E712
     ).all()
     out: dict[str, list[str]] = {}
@@ -214,14 +211,6 @@ def unit_projects(session: Session, unit: str) -> tuple[str, tuple[str, ...]]:
         select(UnitProject.ozmap_project_id).where(UnitProject.unit_id == unit_id)
     ).all()
     return code, tuple(sorted(projects))
-
-
-def validate_limit(limit: object | None) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput(f"limit must be a whole number >= 1 (got {limit!r})", field="limit")
-    return limit
 
 
 def customer_place(session: Session, customer_id: int) -> CustomerPlace:
