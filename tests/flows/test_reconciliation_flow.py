@@ -152,7 +152,7 @@ def test_never_two_at_once_the_second_run_fails_clearly(
     from prefect.concurrency.sync import concurrency
 
     import flows.reconciliation as fr
-    from domain.reconciliation_io import run_lock
+    from domain.reconciliation.lock import run_lock
 
     plant(flow_env, engine)
     # Another run holds the global Prefect limit: this one stops (after a short wait).
