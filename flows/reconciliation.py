@@ -24,6 +24,7 @@ from typing import Any, Literal
 from prefect import Flow, flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.runtime import flow_run as current_run
 
@@ -67,6 +68,8 @@ def run_name() -> str:
 
 def publish_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """Failure hook: say in the UI why the run failed (or never started); emit its event."""
+    if FlowRunContext.get() is None:  # failed before it ran (bad parameter types): nothing to add
+        return
     error = _error_of(state)
     recorded = run_of_flow_run(get_engine(), str(flow_run.id))
     if recorded is None or recorded.id is None:  # refused before a run was recorded
