@@ -8,8 +8,9 @@ ports) and an ERP database holding one reservation per OZmap client (the generat
 codes), plus ~2 % planted drift of several classes. Then, each in a fresh child process so
 memory is its own:
 
-* ours: ``domain.reconciliation_io.reconcile`` (report mode): paged per-project reads into the
-  staging read model, a sorted merge by client code, discrepancies written in batches.
+* ours: ``domain.reconciliation.pipeline.run_reconciliation`` (report mode): paged
+  per-project reads into the staging read model, a sorted merge by client code,
+  discrepancies written in batches.
   Wall time, peak RSS (``VmHWM``) and the RSS before the run (imports) are reported;
 * the named baseline, **naive**: one ``GET /properties/client/<code>`` per ERP reservation
   (plus ``GET /cables/<drop>`` for active ones, to compare the cable type), sequential, with
@@ -242,19 +243,20 @@ def _rss_peak() -> int:
 
 
 def child_ours(db_url: str, oz_url: str, out: str) -> None:
-    from domain import reconciliation_io as rio
+    from domain.reconciliation.pipeline import run_reconciliation
+    from domain.reconciliation.steps import LocalSteps
     from models.db import create_db_engine
     from ozmap import AsyncOZmapClient
 
     engine = create_db_engine(db_url)
     rss_before = _rss_now()
     t0 = time.perf_counter()
-    result = rio.reconcile(
+    steps = LocalSteps(
         engine,
-        mode="report",
         code_prefix=None,
         client_factory=lambda: AsyncOZmapClient(oz_url, API_KEY, timeout=120, concurrency=4),
     )
+    result = run_reconciliation(engine, steps, mode="report")
     seconds = time.perf_counter() - t0
     peak = _rss_peak()
     Path(out).write_text(

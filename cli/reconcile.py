@@ -19,8 +19,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.common import console, err_console, fail, friendly_errors, print_json
-from domain import reconciliation_io as rio
-from domain.reconciliation_report import as_json, one_line, table_rows
+from domain.reconciliation.pipeline import run_reconciliation
+from domain.reconciliation.report import as_json, one_line, table_rows
+from domain.reconciliation.runs import discrepancies, get_run
+from domain.reconciliation.steps import LocalSteps
 from models import ReconciliationMode, RunStatus
 from models.db import get_engine
 
@@ -71,9 +73,10 @@ def reconcile(
         def progress(fraction: float, message: str) -> None:
             bar.update(task, completed=round(100 * fraction, 1), description=message)
 
-        result = rio.reconcile(
-            engine, mode=mode, units=unit or None, projects=project or None, progress=progress
-        )
+        result = run_reconciliation(
+            engine, LocalSteps(engine, on_progress=progress), mode=mode, units=unit or None,
+            projects=project or None,
+        )  # fmt: skip
     _print_run(result.run_id, json_out=json_out, rows=rows)
 
 
@@ -99,7 +102,7 @@ def _start_deployment(
 
 def _print_run(run_id: int, *, json_out: bool, rows: int) -> None:
     engine = get_engine()
-    run = rio.get_run(engine, run_id)
+    run = get_run(engine, run_id)
     info = {
         "run_id": run.id,
         "mode": run.mode.value,
@@ -112,7 +115,7 @@ def _print_run(run_id: int, *, json_out: bool, rows: int) -> None:
         "flow_run_id": run.flow_run_id,
     }
     if json_out:
-        print_json(as_json(info, rio.discrepancies(engine, run_id)))
+        print_json(as_json(info, discrepancies(engine, run_id)))
         return
     if run.status is not RunStatus.COMPLETED:
         raise fail(f"run {run_id} is {run.status.value}: {run.error or 'no detail'}", 1)
@@ -124,7 +127,7 @@ def _print_run(run_id: int, *, json_out: bool, rows: int) -> None:
     if per_class.row_count:
         console.print(per_class)
     if rows:
-        listed = table_rows(rio.discrepancies(engine, run_id, limit=rows))
+        listed = table_rows(discrepancies(engine, run_id, limit=rows))
         if listed:
             table = Table("class", "client code", "ERP", "OZmap", "repair", "message")
             for r in listed:

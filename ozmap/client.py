@@ -47,7 +47,7 @@ from ozmap.models import (
     Viability,
 )
 
-__all__ = ["AsyncOZmapClient", "OZmapClient", "close_client", "get_client"]
+__all__ = ["AsyncOZmapClient", "OZmapClient", "close_client", "get_client", "ordered"]
 
 log = logging.getLogger("ozmap.client")
 T = TypeVar("T")
@@ -676,7 +676,7 @@ class AsyncOZmapClient(_BaseClient):
                 )
                 return core.parse_envelope(await self._send(req), model).rows
 
-            async for rows in _ordered(pages, fetch, width):
+            async for rows in ordered(pages, fetch, width):
                 if rows:
                     yield rows
             return
@@ -775,7 +775,7 @@ class AsyncOZmapClient(_BaseClient):
         async def snap(boxes: list[Box]) -> list[BoxSnapshot]:
             return await self._run(ops.snapshot_page(boxes))
 
-        async for snaps in _ordered(pages, snap, max(1, self.concurrency // 2)):
+        async for snaps in ordered(pages, snap, max(1, self.concurrency // 2)):
             for s in snaps:
                 yield s
 
@@ -841,7 +841,7 @@ class AsyncOZmapClient(_BaseClient):
         return await self._run(ops.authenticated())
 
 
-async def _ordered(items: Any, fn: Callable[[Any], Awaitable[T]], width: int) -> AsyncIterator[T]:
+async def ordered(items: Any, fn: Callable[[Any], Awaitable[T]], width: int) -> AsyncIterator[T]:
     """Map ``fn`` over a (sync or async) iterable with ``width`` calls in flight, in order."""
     pending: list[asyncio.Task[T]] = []
     try:

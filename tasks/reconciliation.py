@@ -1,31 +1,34 @@
-"""Prefect tasks of the ERP ↔ OZmap reconciliation: thin wrappers over the domain.
+"""Prefect tasks of the ERP ↔ OZmap reconciliation: thin wrappers over the domain's steps.
 
-One task per phase and one scan task per OZmap project (never per port or per reservation).
+One task per step and one scan task per OZmap project (never per port or per reservation).
 Only ids, paths and small plain data cross task boundaries; every task opens its own database
-engine, read model and OZmap client. Nothing is cached (``NO_CACHE``): each phase either only
+engine, read model and OZmap client. Nothing is cached (``NO_CACHE``): each step either only
 reads or is idempotent (a rescanned project replaces its rows; a repeated compare replaces its
 discrepancies; repairs carry deterministic outbox keys). Reads of OZmap and the database are
-retried on transient failures; a bad scope or a bug fails at once.
+retried on transient failures; a bad scope or a bug fails at once. :class:`TaskSteps` hands
+these tasks to the domain's one sequence (``domain.reconciliation.pipeline``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger, task
-from prefect.artifacts import update_progress_artifact
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlmodel import Session
 
-from domain import reconciliation_io as rio
-from domain.errors import DomainError
-from domain.reconciliation import ERP_CODE_PREFIX
-from models import RunStatus
+from domain.reconciliation import repairs as repairs_core
+from domain.reconciliation import steps as core
+from domain.reconciliation.common import phase_progress
+from domain.reconciliation.repairs import RepairResult
+from domain.reconciliation.report import table_rows
+from domain.reconciliation.runs import discrepancies
+from domain.reconciliation.scan import ProjectScan, RowCounter, estimate_rows
+from domain.reconciliation.scope import Scope
 from models.db import get_engine
 from tasks.policy import reliable
 
@@ -56,30 +59,21 @@ class ProgressReporter:
             )  # fmt: skip
 
 
-@contextlib.contextmanager
-def database_run_lock() -> Iterator[None]:
-    """The database-wide "one reconciliation at a time" lock (also held by the CLI)."""
-    with rio.run_lock(get_engine()):
-        yield
-
-
 @task(name="reconciliation-scope", **_ONCE)
-def resolve_scope(units: list[str] | None, projects: list[str] | None) -> rio.Scope:
+def resolve_scope(units: list[str] | None, projects: list[str] | None) -> Scope:
     """Units/projects → OZmap projects; an unknown unit or project fails the run clearly."""
-    with Session(get_engine()) as session:
-        return rio.resolve_scope(session, units, projects)
+    return core.scope_step(get_engine(), units, projects)
 
 
 @task(name="reconciliation-start", **_RELIABLE)
-def start_run(mode: str, scope: rio.Scope, flow_run_id: str | None) -> tuple[int, datetime]:
-    run = rio.start_run(get_engine(), mode, scope, flow_run_id=flow_run_id)
-    return run.id, run.started_at  # type: ignore[return-value]
+def start_run(mode: str, scope: Scope, flow_run_id: str | None) -> core.RunStart:
+    return core.start_step(get_engine(), mode, scope, flow_run_id)
 
 
 @task(name="reconciliation-estimate", **_RELIABLE)
 def estimate(projects: tuple[str, ...]) -> dict[str, int]:
     """Rows each project's scan will read (for the progress artifact)."""
-    return rio.estimate_rows(projects)
+    return estimate_rows(projects)
 
 
 @task(name="reconciliation-scan", task_run_name="scan-{project_id}", **_RELIABLE)
@@ -90,86 +84,100 @@ def scan_project(
     rows_before: int,
     rows_total: int,
     progress_artifact: str | None = None,
-) -> dict[str, int]:
+) -> ProjectScan:
     """Stream one OZmap project into the read model; a retry rescans it from scratch."""
-    report = rio.phase_progress(ProgressReporter(progress_artifact), "scan")
-    counter = rio.RowCounter(rows_total, report, seen=rows_before, every=1.0)
-    model = rio.ReadModel(read_model)
-    try:
-        scan = rio.scan_project(model, project_id, on_rows=counter)
-    finally:
-        model.close()
-    get_run_logger().info(
-        "project %s: %s customer ports on %s splitters, %s properties",
-        project_id, f"{scan.ports:,}", f"{scan.splitters:,}", f"{scan.properties:,}",
-    )  # fmt: skip
-    return {"splitters": scan.splitters, "ports": scan.ports, "properties": scan.properties}
+    report = phase_progress(ProgressReporter(progress_artifact), "scan")
+    counter = RowCounter(rows_total, report, seen=rows_before, every=1.0)
+    return core.scan_step(read_model, project_id, on_rows=counter)
 
 
 @task(name="reconciliation-read-erp", **_RELIABLE)
-def load_erp(read_model: str, scope: rio.Scope, started_at: datetime) -> int:
-    model = rio.ReadModel(read_model)
-    try:
-        return rio.load_erp(get_engine(), model, scope, started_at=started_at)
-    finally:
-        model.close()
+def load_erp(read_model: str, scope: Scope, started_at: datetime) -> int:
+    return core.load_erp_step(get_engine(), read_model, scope, started_at)
 
 
 @task(name="reconciliation-compare", **_RELIABLE)
 def compare(
-    read_model: str,
-    run_id: int,
-    *,
-    repair: bool,
-    progress_artifact: str | None = None,
-    code_prefix: str | None = ERP_CODE_PREFIX,
-) -> dict[str, Any]:
+    read_model: str, run_id: int, *, repair: bool, progress_artifact: str | None = None
+) -> core.Compared:
     """Diff and store every discrepancy; returns the tally and what was read."""
-    model = rio.ReadModel(read_model)
-    try:
-        tally = rio.compare(
-            get_engine(), run_id, model, repair=repair, code_prefix=code_prefix,
-            progress=rio.phase_progress(ProgressReporter(progress_artifact), "compare"),
-        )  # fmt: skip
-        read = model.counts()
-    finally:
-        model.close()
-    return {"tally": tally, "read": read}
+    return core.compare_step(
+        get_engine(), read_model, run_id, repair=repair,
+        progress=phase_progress(ProgressReporter(progress_artifact), "compare"),
+    )  # fmt: skip
 
 
 @task(name="reconciliation-repair", **_RELIABLE)
-def apply_repairs(run_id: int, progress_artifact: str | None = None) -> rio.RepairResult:
+def apply_repairs(run_id: int, progress_artifact: str | None = None) -> RepairResult:
     """Enqueue the planned repairs (a batch per transaction); a retry continues where it was."""
-    return rio.apply_repairs(
+    return repairs_core.apply_repairs(
         get_engine(), run_id,
-        progress=rio.phase_progress(ProgressReporter(progress_artifact), "repair"),
+        progress=phase_progress(ProgressReporter(progress_artifact), "repair"),
     )  # fmt: skip
 
 
 @task(name="reconciliation-finish", **_RELIABLE)
-def finish_run(
-    run_id: int,
-    counts: dict[str, Any],
-    *,
-    failed: bool = False,
-    error: str | None = None,
-) -> None:
-    rio.finish_run(
-        get_engine(), run_id, counts=counts,
-        status=RunStatus.FAILED if failed else RunStatus.COMPLETED, error=error,
-    )  # fmt: skip
+def finish_run(run_id: int, counts: dict[str, Any], *, error: str | None = None) -> None:
+    core.finish_step(get_engine(), run_id, counts, error=error)
 
 
 @task(name="reconciliation-report", **_RELIABLE)
 def read_discrepancies(run_id: int, limit: int) -> list[dict[str, Any]]:
     """The most severe discrepancies of the run, as table rows."""
-    from domain.reconciliation_report import table_rows
-
-    return table_rows(rio.discrepancies(get_engine(), run_id, limit=limit))
+    return table_rows(discrepancies(get_engine(), run_id, limit=limit))
 
 
-def error_text(exc: BaseException) -> str:
-    """What a failed run stores and shows (domain errors already say what to do)."""
-    if isinstance(exc, DomainError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+class TaskSteps:
+    """The run's steps as the tasks above (``domain.reconciliation.steps.Steps``).
+
+    The progress artifact (key ``progress_key``) appears once the run has started.
+    """
+
+    def __init__(self, progress_key: str) -> None:
+        self.progress_key = progress_key
+        self.progress_artifact: str | None = None
+        self._progress = ProgressReporter(None)
+
+    def progress(self, fraction: float, message: str) -> None:
+        self._progress(fraction, message)
+
+    def log(self, message: str) -> None:
+        get_run_logger().info(message)
+
+    def resolve_scope(self, units: list[str] | None, projects: list[str] | None) -> Scope:
+        return resolve_scope(units, projects)
+
+    def start_run(self, mode: str, scope: Scope, flow_run_id: str | None) -> core.RunStart:
+        start = start_run(mode, scope, flow_run_id)
+        self.progress_artifact = str(
+            create_progress_artifact(
+                progress=0.0,
+                key=self.progress_key,
+                description=f"reconciliation #{start.run_id} ({mode})",
+            )
+        )
+        self._progress = ProgressReporter(self.progress_artifact)
+        return start
+
+    def estimate(self, projects: tuple[str, ...]) -> dict[str, int]:
+        return estimate(projects)
+
+    def scan_project(
+        self, read_model: str, project_id: str, *, rows_before: int, rows_total: int
+    ) -> ProjectScan:
+        return scan_project(
+            read_model, project_id, rows_before=rows_before, rows_total=rows_total,
+            progress_artifact=self.progress_artifact,
+        )  # fmt: skip
+
+    def load_erp(self, read_model: str, scope: Scope, started_at: datetime) -> int:
+        return load_erp(read_model, scope, started_at)
+
+    def compare(self, read_model: str, run_id: int, *, repair: bool) -> core.Compared:
+        return compare(read_model, run_id, repair=repair, progress_artifact=self.progress_artifact)
+
+    def apply_repairs(self, run_id: int) -> RepairResult:
+        return apply_repairs(run_id, self.progress_artifact)
+
+    def finish_run(self, run_id: int, counts: dict[str, Any], *, error: str | None) -> None:
+        finish_run(run_id, counts, error=error)

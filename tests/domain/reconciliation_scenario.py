@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 from validate_docbr import CPF
 
-from domain.reconciliation import DiscrepancyClass as K
+from domain.reconciliation.classes import DiscrepancyClass as K
 from models import (
     Address,
     CancelScope,

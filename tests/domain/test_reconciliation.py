@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from domain.reconciliation import (
-    DiscrepancyClass as K,
-)
-from domain.reconciliation import (
+from domain.reconciliation.classes import DiscrepancyClass as K
+from domain.reconciliation.diff import (
     ErpSide,
-    NotRepairable,
     OzSide,
-    PortState,
+    PortLookupState,
     PortView,
-    ReserveDetails,
     Tally,
     classify,
     diff,
     merge_by_code,
-    plan_repair,
     prefix_filter,
 )
+from domain.reconciliation.repair_plan import NotRepairable, ReserveDetails, plan_repair
 from models import OutboxKind
 
 
@@ -57,7 +53,7 @@ def oz(code: str = "ERP-1-1", implanted: bool = False, **kw: object) -> OzSide:
 
 
 def free(_box: str, _splitter: str, _port: int) -> PortView:
-    return PortView(PortState.FREE)
+    return PortView(PortLookupState.FREE)
 
 
 def classes(findings: list) -> list[K]:
@@ -120,14 +116,14 @@ def test_missing_in_ozmap_is_repairable_only_when_the_port_is_free() -> None:
     assert f.ozmap_values() == {"port": {"state": "free"}}
 
     def taken(*_a: object) -> PortView:
-        return PortView(PortState.OCCUPIED, "SIM-0000001", "prop9")
+        return PortView(PortLookupState.OCCUPIED, "SIM-0000001", "prop9")
 
     (f,) = classify(erp(status="active"), [], taken)
     assert f.klass is K.PORT_TAKEN and not f.repairable
     assert "SIM-0000001" in f.message
-    (f,) = classify(erp(), [], lambda *_a: PortView(PortState.BLOCKED))
+    (f,) = classify(erp(), [], lambda *_a: PortView(PortLookupState.BLOCKED))
     assert f.klass is K.PORT_TAKEN
-    (f,) = classify(erp(), [], lambda *_a: PortView(PortState.NOT_FOUND))
+    (f,) = classify(erp(), [], lambda *_a: PortView(PortLookupState.NOT_FOUND))
     assert f.klass is K.PORT_NOT_FOUND and not f.repairable
 
 

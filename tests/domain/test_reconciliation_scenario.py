@@ -6,11 +6,21 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from domain import reconciliation_io as rio
 from domain.errors import Conflict, InvalidInput
-from domain.reconciliation import DiscrepancyClass as K
+from domain.reconciliation.classes import DiscrepancyClass as K
+from domain.reconciliation.common import ENQUEUED, PLANNED
+from domain.reconciliation.erp import load_erp
+from domain.reconciliation.lock import run_lock
+from domain.reconciliation.pipeline import RunResult, run_reconciliation
+from domain.reconciliation.repairs import apply_repairs
+from domain.reconciliation.runs import compare, start_run
+from domain.reconciliation.scan import scan_projects
+from domain.reconciliation.scope import resolve_scope
+from domain.reconciliation.staging import ReadModel
+from domain.reconciliation.steps import LocalSteps
 from domain.sync import Backoff, drain
 from models import Discrepancy, OutboxEvent, OutboxStatus, ReconciliationRun, RunStatus
+from ozmap import AsyncOZmapClient
 
 from .reconciliation_scenario import PREFIX, UNIT, Scenario, async_factory, plant, sync_client
 
@@ -22,11 +32,9 @@ def sim(ozmap_sim_factory):
     return ozmap_sim_factory(boxes=120, seed=11)
 
 
-def run(engine: sa.Engine, sim, mode: str = "report", **kw) -> rio.RunResult:
-    return rio.reconcile(
-        engine, mode=mode, units=[UNIT], code_prefix=PREFIX,
-        client_factory=async_factory(sim), page_size=50, **kw,
-    )  # fmt: skip
+def run(engine: sa.Engine, sim, mode: str = "report") -> RunResult:
+    steps = LocalSteps(engine, code_prefix=PREFIX, client_factory=async_factory(sim), page_size=50)
+    return run_reconciliation(engine, steps, mode=mode, units=[UNIT])
 
 
 def found(engine: sa.Engine, run_id: int) -> dict[str, K]:
@@ -144,7 +152,7 @@ def test_repair_goes_through_the_outbox_and_a_second_run_finds_only_the_rest(eng
             d.client_code: d.repair_status
             for d in s.exec(select(Discrepancy).where(Discrepancy.run_id == first.run_id))
         }
-    assert {c for c, st in statuses.items() if st == rio.ENQUEUED} == ({act, cancel, *missing})
+    assert {c for c, st in statuses.items() if st == ENQUEUED} == ({act, cancel, *missing})
 
     drain_all(engine, sim)
     _assert_repaired_in_ozmap(sim, sc)
@@ -198,12 +206,12 @@ def test_a_repair_killed_half_way_leaves_whole_repairs_and_the_next_run_complete
 ) -> None:
     sc = plant(sim, engine)
     with Session(engine) as s:
-        scope = rio.resolve_scope(s, [UNIT])
-    run_row = rio.start_run(engine, "repair", scope)
-    with rio.ReadModel() as model:
-        rio.scan_projects(model, scope.projects, client_factory=async_factory(sim))
-        rio.load_erp(engine, model, scope, started_at=run_row.started_at)
-        rio.compare(engine, run_row.id, model, repair=True, code_prefix=PREFIX)
+        scope = resolve_scope(s, [UNIT])
+    run_row = start_run(engine, "repair", scope)
+    with ReadModel() as model:
+        scan_projects(model, scope.projects, client_factory=async_factory(sim))
+        load_erp(engine, model, scope, started_at=run_row.started_at)
+        compare(engine, run_row.id, model, repair=True, code_prefix=PREFIX)
 
     class Killed(BaseException):
         pass
@@ -212,12 +220,12 @@ def test_a_repair_killed_half_way_leaves_whole_repairs_and_the_next_run_complete
         raise Killed
 
     with pytest.raises(Killed):
-        rio.apply_repairs(engine, run_row.id, batch_size=1, progress=kill_after_first_batch)
+        apply_repairs(engine, run_row.id, batch_size=1, progress=kill_after_first_batch)
 
     with Session(engine) as s:
         ds = s.exec(select(Discrepancy).where(Discrepancy.run_id == run_row.id)).all()
-    done = [d for d in ds if d.repair_status == rio.ENQUEUED]
-    assert len(done) == 1 and len([d for d in ds if d.repair_status == rio.PLANNED]) == 3
+    done = [d for d in ds if d.repair_status == ENQUEUED]
+    assert len(done) == 1 and len([d for d in ds if d.repair_status == PLANNED]) == 3
     rows = [e for e in outbox(engine) if e.idempotency_key.startswith("repair:")]
     assert rows and {e.reservation_id for e in rows} == {done[0].reservation_id}
 
@@ -248,7 +256,7 @@ def unit_only(engine: sa.Engine, sim) -> str:
 
 def test_never_two_reconciliations_at_once(engine, sim) -> None:
     unit_only(engine, sim)
-    with rio.run_lock(engine), pytest.raises(Conflict, match="another reconciliation"):
+    with run_lock(engine), pytest.raises(Conflict, match="another reconciliation"):
         run(engine, sim)
     assert run(engine, sim).read["ports"] > 0  # released afterwards
 
@@ -257,13 +265,13 @@ def test_scope_validation_names_what_is_unknown(engine, sim) -> None:
     project_id = unit_only(engine, sim)
     with Session(engine) as s:
         with pytest.raises(InvalidInput, match="unknown unit") as exc:
-            rio.resolve_scope(s, ["NOPE"])
+            resolve_scope(s, ["NOPE"])
         assert "SPO" in str(exc.value)
         with pytest.raises(InvalidInput, match="unknown OZmap project"):
-            rio.resolve_scope(s, projects=["0123456789abcdef01234567"])
-        assert rio.resolve_scope(s, ["spo"]).projects == (project_id,)
-        assert rio.resolve_scope(s, projects=[project_id]).full is False
-        assert rio.resolve_scope(s).full is True
+            resolve_scope(s, projects=["0123456789abcdef01234567"])
+        assert resolve_scope(s, ["spo"]).projects == (project_id,)
+        assert resolve_scope(s, projects=[project_id]).full is False
+        assert resolve_scope(s).full is True
 
 
 def test_a_failing_read_marks_the_run_failed_with_the_reason(engine, sim) -> None:
@@ -271,9 +279,10 @@ def test_a_failing_read_marks_the_run_failed_with_the_reason(engine, sim) -> Non
     sim.set_faults(error_rate=1.0)
     try:
         with pytest.raises(Exception, match=r"503|502|504|unavailable|reach"):
-            rio.reconcile(
-                engine, units=[UNIT], client_factory=lambda: rio.AsyncOZmapClient(
-                    sim.url, sim.api_key, max_retries=1, backoff=0.01, max_backoff=0.02),
+            run_reconciliation(
+                engine, LocalSteps(engine, client_factory=lambda: AsyncOZmapClient(
+                    sim.url, sim.api_key, max_retries=1, backoff=0.01, max_backoff=0.02)),
+                units=[UNIT],
             )  # fmt: skip
     finally:
         sim.clear_faults()

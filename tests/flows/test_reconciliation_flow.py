@@ -152,7 +152,7 @@ def test_never_two_at_once_the_second_run_fails_clearly(
     from prefect.concurrency.sync import concurrency
 
     import flows.reconciliation as fr
-    from domain.reconciliation_io import run_lock
+    from domain.reconciliation.lock import run_lock
 
     plant(flow_env, engine)
     # Another run holds the global Prefect limit: this one stops (after a short wait).
@@ -181,3 +181,26 @@ def test_never_two_at_once_the_second_run_fails_clearly(
         assert s.exec(select(ReconciliationRun)).all() == []
         assert s.exec(select(Discrepancy)).all() == []
     assert fr.reconcile(return_state=True).is_completed()
+
+
+@SQLITE_ONLY
+def test_a_run_failing_after_it_started_says_why_and_emits_its_failed_event(
+    engine: sa.Engine, flow_env, monkeypatch
+) -> None:
+    from config import reset_settings_cache
+    from flows.reconciliation import EVENT_FAILED, SUMMARY_KEY, reconcile
+
+    plant(flow_env, engine)
+    monkeypatch.setenv("OZMAP_API_KEY", "not-the-key-0123456789")  # refused: never retried
+    reset_settings_cache()
+
+    state = reconcile(units=["SPO"], return_state=True)
+    assert state.is_failed()
+    with Session(engine) as s:
+        run = s.exec(select(ReconciliationRun)).one()
+    assert run.status == RunStatus.FAILED and run.error and run.finished_at is not None
+    summary = _artifacts(state)[SUMMARY_KEY].data
+    assert f"reconciliation #{run.id} (report) failed" in summary and run.error[:80] in summary
+    assert "not-the-key-0123456789" not in summary + run.error  # secrets never shown
+    (event,) = _events(EVENT_FAILED, f"erp-ozmap.reconciliation.run.{run.id}")
+    assert event.payload["error"] == run.error[:500]

@@ -1,15 +1,17 @@
-"""How a reconciliation run reads to people: markdown summary, discrepancy table, one line.
+"""How a reconciliation run reads to people: summary, failure, discrepancy table, one line.
 
-Plain functions over the run's counts and discrepancy rows; the flow publishes them as Prefect
-artifacts and the CLI prints them.
+:class:`RunReport` holds the rules (what a summary and a failure say, what an event carries);
+the flow publishes them as Prefect artifacts and events, and the CLI prints them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from domain.reconciliation import CLASSES, REPAIRABLE, DiscrepancyClass
+from domain.errors import DomainError
+from domain.reconciliation.classes import CLASSES, REPAIRABLE, DiscrepancyClass
 from models import Discrepancy
 
 TABLE_ROWS = 500  # the table artifact shows at most this many (most severe first)
@@ -33,15 +35,75 @@ def one_line(mode: str, counts: Mapping[str, Any]) -> str:
     return text
 
 
-def summary_markdown(
-    *,
-    run_id: int,
-    mode: str,
-    scope: Mapping[str, Any],
-    counts: Mapping[str, Any],
-    shown: int,
+@dataclass(frozen=True)
+class RunReport:
+    """A finished run as people and alerts see it (plain data: id, mode, scope, counts)."""
+
+    run_id: int
+    mode: str
+    scope: Mapping[str, Any]
+    counts: Mapping[str, Any]
+
+    def one_line(self) -> str:
+        return one_line(self.mode, self.counts)
+
+    def summary(self, shown: int) -> str:
+        """Markdown: counts per class, what was repaired, what was read; ``shown`` table rows."""
+        return _summary(self.run_id, self.mode, self.scope, self.counts, shown)
+
+    def table_note(self, shown: int) -> str:
+        """What the discrepancy table holds, against all the run found."""
+        total = int(self.counts.get("discrepancies", 0))
+        if total > shown:
+            return (
+                f"{shown:,} most severe of {total:,} discrepancies (all stored in the database, "
+                f"run {self.run_id})"
+            )
+        return f"all {total:,} discrepancies of run {self.run_id}"
+
+    def event_payload(self) -> dict[str, Any]:
+        """The completed event's payload: totals, one key per class, repairs enqueued."""
+        keys = ("discrepancies", "repairable", "erp_reservations", "ozmap_clients", "ozmap_ports")
+        payload: dict[str, Any] = {k: self.counts.get(k) for k in keys}
+        payload.update(self.counts.get("by_class") or {})
+        repairs = self.counts.get("repairs")
+        payload["repairs_enqueued"] = repairs.get("enqueued", 0) if repairs else 0
+        return payload
+
+    def scope_label(self) -> str:
+        """'all', or the units (else projects) compared, comma-separated."""
+        if self.scope.get("full"):
+            return "all"
+        return ",".join(self.scope.get("units") or self.scope.get("projects") or [])
+
+
+NO_DISCREPANCY_ROW = {"class": "-", "message": "no discrepancy: the ERP and OZmap agree"}
+
+
+def failure_text(exc: BaseException) -> str:
+    """What a failed run stores and shows (domain errors already say what to do)."""
+    if isinstance(exc, DomainError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def failure_markdown(run_id: int, mode: str, error: str) -> str:
+    """The summary of a run that failed after it started."""
+    return (
+        f"## ERP ↔ OZmap reconciliation #{run_id} ({mode}) failed\n\n"
+        f"{error[:800]}\n\nNothing is half-applied: every repair is one transaction of "
+        "outbox rows with deterministic keys, and the next run completes the work."
+    )
+
+
+def not_started_markdown(error: str) -> str:
+    """The summary of a run refused before it started (bad parameters, another run)."""
+    return f"## ERP ↔ OZmap reconciliation not started\n\n{error[:800]}\n"
+
+
+def _summary(
+    run_id: int, mode: str, scope: Mapping[str, Any], counts: Mapping[str, Any], shown: int
 ) -> str:
-    """The run's summary: counts per class, what was repaired, what was read."""
     by_class: Mapping[str, int] = counts.get("by_class") or {}
     if scope.get("full"):
         where = "all units"

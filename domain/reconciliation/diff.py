@@ -1,28 +1,8 @@
-"""ERP ↔ OZmap reconciliation: the diff, its classes and the repair plan, over plain data.
+"""The reconciliation diff over plain data: both sides, merging by client code, classes.
 
 Prefect-free and I/O-free. The caller streams both sides sorted by client code (the ERP key and
-OZmap's FTTH client ``code``); :func:`merge_by_code` pairs them in one pass with O(1) memory,
-:func:`classify` decides what one code's difference is, and :func:`plan_repair` turns a
-repairable finding into outbox rows (never into a direct OZmap call).
-
-Classes (``Discrepancy.klass``) and what happens to them:
-
-=========================== ======== ========== ==============================================
-class                       severity repairable meaning
-=========================== ======== ========== ==============================================
-activation_missing          error    yes        ERP active, OZmap client not implanted
-missing_in_ozmap            error    yes        ERP live, no OZmap property, the port is free
-port_taken                  error    no         ERP live, no OZmap property, port held/blocked
-port_not_found              error    no         ERP live, no OZmap property, port unknown
-cancel_not_applied          error    yes        ERP cancelled in both, OZmap still holds it
-cancelled_erp_only          info     no         ERP cancelled "ERP only": OZmap kept on purpose
-orphan                      warning  no         OZmap client whose code the ERP does not know
-location_mismatch           warning  no         same client on another box/splitter/port
-duplicate_clients           error    no         several OZmap properties for one code
-drop_cable_mismatch         warning  no         drop cable type differs from the activated one
-ozmap_active_erp_reserved   warning  no         OZmap active, the ERP still says reserved
-in_flight                   info     no         differs, but an outbox row is still on its way
-=========================== ======== ========== ==============================================
+OZmap's FTTH client ``code``); :func:`merge_by_code` pairs them in one pass with O(1) memory and
+:func:`classify` decides what one code's difference is (the classes: :mod:`.classes`).
 """
 
 from __future__ import annotations
@@ -33,82 +13,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from models.enums import CancelScope, OutboxKind, ReservationStatus
-
-
-class DiscrepancyClass(StrEnum):
-    ACTIVATION_MISSING = "activation_missing"
-    MISSING_IN_OZMAP = "missing_in_ozmap"
-    PORT_TAKEN = "port_taken"
-    PORT_NOT_FOUND = "port_not_found"
-    CANCEL_NOT_APPLIED = "cancel_not_applied"
-    CANCELLED_ERP_ONLY = "cancelled_erp_only"
-    ORPHAN = "orphan"
-    LOCATION_MISMATCH = "location_mismatch"
-    DUPLICATE_CLIENTS = "duplicate_clients"
-    DROP_CABLE_MISMATCH = "drop_cable_mismatch"
-    OZMAP_AHEAD = "ozmap_active_erp_reserved"
-    IN_FLIGHT = "in_flight"
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    severity: Severity
-    repairable: bool
-    title: str
-
-
-CLASSES: dict[DiscrepancyClass, ClassInfo] = {
-    DiscrepancyClass.ACTIVATION_MISSING: ClassInfo(
-        Severity.ERROR, True, "ERP active, OZmap client not implanted: re-send the activation"
-    ),
-    DiscrepancyClass.MISSING_IN_OZMAP: ClassInfo(
-        Severity.ERROR, True, "ERP reservation missing in OZmap, port free: re-create it"
-    ),
-    DiscrepancyClass.PORT_TAKEN: ClassInfo(
-        Severity.ERROR, False, "ERP reservation missing in OZmap, its port is held or blocked"
-    ),
-    DiscrepancyClass.PORT_NOT_FOUND: ClassInfo(
-        Severity.ERROR, False, "ERP reservation missing in OZmap, its port does not exist there"
-    ),
-    DiscrepancyClass.CANCEL_NOT_APPLIED: ClassInfo(
-        Severity.ERROR, True, "cancelled in the ERP and OZmap, OZmap still holds it: delete"
-    ),
-    DiscrepancyClass.CANCELLED_ERP_ONLY: ClassInfo(
-        Severity.INFO, False, "cancelled in the ERP only: OZmap keeps the client (expected)"
-    ),
-    DiscrepancyClass.ORPHAN: ClassInfo(
-        Severity.WARNING, False, "OZmap client unknown to the ERP (never deleted automatically)"
-    ),
-    DiscrepancyClass.LOCATION_MISMATCH: ClassInfo(
-        Severity.WARNING, False, "client on another box, splitter or port than the ERP says"
-    ),
-    DiscrepancyClass.DUPLICATE_CLIENTS: ClassInfo(
-        Severity.ERROR, False, "several OZmap properties/clients for one client code"
-    ),
-    DiscrepancyClass.DROP_CABLE_MISMATCH: ClassInfo(
-        Severity.WARNING, False, "drop cable type differs from the one activated in the ERP"
-    ),
-    DiscrepancyClass.OZMAP_AHEAD: ClassInfo(
-        Severity.WARNING, False, "OZmap client implanted while the ERP reservation is reserved"
-    ),
-    DiscrepancyClass.IN_FLIGHT: ClassInfo(
-        Severity.INFO, False, "differs, but an outbox change is still on its way (not drift)"
-    ),
-}
-REPAIRABLE: frozenset[DiscrepancyClass] = frozenset(k for k, v in CLASSES.items() if v.repairable)
-
-# Client codes the ERP issues (``domain.reservations``: ``ERP-<contract>-<n>``). An OZmap
-# client with such a code that no reservation knows is an orphan; other codes (clients
-# documented in OZmap outside the ERP) are counted, not reported one by one.
-ERP_CODE_PREFIX = "ERP-"
-
+from domain.reconciliation.classes import CLASSES, REPAIRABLE, DiscrepancyClass, Severity
+from models.enums import CancelScope, ReservationStatus
 
 # --- the two sides ---------------------------------------------------------------------------
 
@@ -151,7 +57,7 @@ class OzSide:
         return asdict(self)
 
 
-class PortState(StrEnum):
+class PortLookupState(StrEnum):
     FREE = "free"
     BLOCKED = "blocked"
     OCCUPIED = "occupied"
@@ -162,7 +68,7 @@ class PortState(StrEnum):
 class PortView:
     """What OZmap shows on the ERP's port, for a reservation missing in OZmap."""
 
-    state: PortState
+    state: PortLookupState
     holder_code: str | None = None
     holder_property_id: str | None = None
 
@@ -403,10 +309,10 @@ def _missing(erp: ErpSide, port_lookup: PortLookup | None) -> Finding:
     view = (
         port_lookup(erp.box_id, erp.splitter_id, erp.port)
         if port_lookup is not None
-        else PortView(PortState.NOT_FOUND)
+        else PortView(PortLookupState.NOT_FOUND)
     )
     code, where = erp.code, _erp_where(erp)
-    if view.state is PortState.FREE:
+    if view.state is PortLookupState.FREE:
         return Finding(
             DiscrepancyClass.MISSING_IN_OZMAP,
             code,
@@ -414,7 +320,7 @@ def _missing(erp: ErpSide, port_lookup: PortLookup | None) -> Finding:
             port=view,
             message=f"{code} ({erp.status}) is missing in OZmap; {where} is free: re-create it",
         )
-    if view.state is PortState.NOT_FOUND:
+    if view.state is PortLookupState.NOT_FOUND:
         return Finding(
             DiscrepancyClass.PORT_NOT_FOUND,
             code,
@@ -426,7 +332,7 @@ def _missing(erp: ErpSide, port_lookup: PortLookup | None) -> Finding:
     holder = (
         f"client {view.holder_code}"
         if view.holder_code
-        else ("nobody (blocked)" if view.state is PortState.BLOCKED else "an unknown holder")
+        else ("nobody (blocked)" if view.state is PortLookupState.BLOCKED else "an unknown holder")
     )
     return Finding(
         DiscrepancyClass.PORT_TAKEN,
@@ -504,104 +410,3 @@ class Tally:
             "matched": self.matched,
             "foreign_clients": self.foreign_clients,
         }
-
-
-# --- repair planning -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ReserveDetails:
-    """What a re-created reservation needs besides the port: the customer and the address."""
-
-    name: str
-    lat: float
-    lng: float
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class RepairAction:
-    """One outbox row to enqueue (kind, payload and its deterministic idempotency key)."""
-
-    kind: OutboxKind
-    payload: dict[str, Any]
-    idempotency_key: str
-
-
-class NotRepairable(ValueError):
-    """The finding cannot be repaired automatically (the message says why)."""
-
-
-def repair_key(run_id: int, code: str, klass: DiscrepancyClass, kind: OutboxKind) -> str:
-    """``repair:<run>:<code>:<class>:<kind>``: a retried repair never enqueues twice."""
-    return f"repair:{run_id}:{code}:{klass.value}:{kind.value}"
-
-
-def plan_repair(
-    run_id: int,
-    klass: DiscrepancyClass,
-    erp: ErpSide,
-    *,
-    ozmap_cable_type_id: str | None = None,
-    details: ReserveDetails | None = None,
-) -> list[RepairAction]:
-    """The outbox rows that repair one finding, in delivery order.
-
-    Payloads are the sync engine's: RESERVE ``{code, name, project_id, box_id, splitter_id,
-    port, lat, lng, address}``, ACTIVATE ``{code, cable_type_id}``, CANCEL ``{code}``.
-    """
-    code = erp.code
-    if klass is DiscrepancyClass.CANCEL_NOT_APPLIED:
-        return [
-            RepairAction(
-                OutboxKind.CANCEL,
-                {"code": code},
-                repair_key(run_id, code, klass, OutboxKind.CANCEL),
-            )
-        ]
-    if klass is DiscrepancyClass.ACTIVATION_MISSING:
-        cable = erp.cable_type_id or ozmap_cable_type_id
-        if not cable:
-            raise NotRepairable(
-                f"{code}: no drop cable type in the ERP nor in OZmap; activate it again by hand"
-            )
-        return [_activate(run_id, klass, code, cable)]
-    if klass is DiscrepancyClass.MISSING_IN_OZMAP:
-        if details is None:
-            raise NotRepairable(
-                f"{code}: the customer's name/geocoded address is missing; register the "
-                "address and run the repair again"
-            )
-        actions = [
-            RepairAction(
-                OutboxKind.RESERVE,
-                {
-                    "code": code,
-                    "name": details.name,
-                    "project_id": erp.project_id,
-                    "box_id": erp.box_id,
-                    "splitter_id": erp.splitter_id,
-                    "port": erp.port,
-                    "lat": details.lat,
-                    "lng": details.lng,
-                    "address": details.address,
-                },
-                repair_key(run_id, code, klass, OutboxKind.RESERVE),
-            )
-        ]
-        if erp.status == ReservationStatus.ACTIVE:
-            if not erp.cable_type_id:
-                raise NotRepairable(
-                    f"{code}: active in the ERP without a drop cable type; cannot re-activate"
-                )
-            actions.append(_activate(run_id, klass, code, erp.cable_type_id))
-        return actions
-    raise NotRepairable(f"{klass.value} is never repaired automatically")
-
-
-def _activate(run_id: int, klass: DiscrepancyClass, code: str, cable: str) -> RepairAction:
-    return RepairAction(
-        OutboxKind.ACTIVATE,
-        {"code": code, "cable_type_id": cable},
-        repair_key(run_id, code, klass, OutboxKind.ACTIVATE),
-    )
