@@ -93,7 +93,7 @@ def test_run_completes_approves_activates_and_reports(
     assert state.is_completed(), state.message
     assert state.result() == {
         "selected": 3,
-        "approved": 1,
+        "approved": 2,  # every approved contract, the activated one included
         "activated": 1,
         "skipped": 1,
         "failed": 0,
