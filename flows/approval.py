@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -88,6 +89,8 @@ def _explain_failure_before_start(
     flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
 ) -> None:
     """A run that failed before approving anything says so in its summary artifact."""
+    if FlowRunContext.get() is None:  # refused before it ran (bad parameters): no run to explain
+        return
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, BaseException) and not isinstance(exc, ContractApprovalFailed):
         markdown = approval.failed_before_start_markdown(exc)
