@@ -2,8 +2,10 @@
 
 Each action validates, then writes the reservation, its outbox row (what OZmap must see) and an
 audit row in the caller's transaction; the caller commits. Nothing is sent to OZmap here: after
-the commit the caller may `push_pending` (part of the sync engine, tried at once with a short
-timeout) and the scheduled sync delivers whatever is left.
+the commit the caller runs `actions.after_commit` (the immediate push, `push.push_pending`,
+tried at once with a short timeout, then the Prefect event) and the scheduled sync delivers
+whatever is left. Modules: `actions` (reserve, activate, cancel), `ports` (checking a port
+live or in the network cache), `views` (reading), `push` (the immediate push).
 
 Rules chosen here (and why):
 - Reserve: sellers (and admins). The port is re-checked live in OZmap. If OZmap cannot be
