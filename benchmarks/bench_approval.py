@@ -289,7 +289,7 @@ def _baseline_flow() -> Any:
     @task(name="approve-one-contract", cache_policy=NO_CACHE, retries=3,
           retry_condition_fn=retry_if_transient)  # fmt: skip
     def approve_one(plan: approval.ApprovalPlan, contract_id: int) -> list[Any]:
-        return approval.approve_chunk(
+        return approval.approve_contract_chunk(
             lambda: Session(get_engine(), expire_on_commit=False), [contract_id], plan
         )
 
@@ -406,7 +406,7 @@ def _bench(n: int, nb: int, database: str, boxes: int, baseline_to_ozmap: bool) 
                 auto_activate_on_approval=True, auto_approval_cable_type_id=cable.id
             ),
             actor=admin,
-            cable_types=get_client().list_drop_cable_types,
+            ozmap=get_client(),
         )
         s.commit()
 

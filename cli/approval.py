@@ -19,10 +19,10 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
+from actions.after_commit import after_commit
 from cli.common import console, fail, friendly_errors, print_json
 from cli.reservations import acting
-from config import get_settings
-from domain import approval, reservations
+from domain import approval
 from models.db import get_engine
 from ozmap.client import get_client
 
@@ -66,13 +66,10 @@ def run(
         flow_run = run_deployment(DEPLOYMENT, parameters=params, timeout=0)
         console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {DEPLOYMENT}")
         return
-    report = approval.run_approval(
-        lambda: Session(get_engine(), expire_on_commit=False),
-        dry_run=dry_run,
-        limit=limit,
-        as_of=moment,
-        live_cables=lambda: get_client().list_drop_cable_types(),
+    steps = approval.LocalSteps(
+        lambda: Session(get_engine(), expire_on_commit=False), ozmap=get_client()
     )
+    report = approval.run_approval(steps, dry_run=dry_run, limit=limit, as_of=moment)
     if as_json:
         results = report.table(max_rows=len(report.results))
         print_json({"summary": report.summary(), "counts": report.counts(), "results": results})
@@ -89,7 +86,7 @@ def run(
         raise typer.Exit(1)
 
 
-_ATTENTION = (approval.Outcome.SKIPPED, approval.Outcome.FAILED)
+_ATTENTION = (approval.ContractOutcome.SKIPPED, approval.ContractOutcome.FAILED)
 
 
 @app.command("approve")
@@ -97,19 +94,11 @@ _ATTENTION = (approval.Outcome.SKIPPED, approval.Outcome.FAILED)
 def approve(contract_id: int, as_user: str | None = AS_USER) -> None:
     """Approve one contract now, whatever the trigger (billing's manual approval)."""
     with acting(as_user) as (session, actor):
-        view = approval.approve_contract(
-            session,
-            contract_id,
-            actor=actor,
-            live_cables=lambda: get_client().list_drop_cable_types(),
-        )
+        view = approval.approve_contract(session, contract_id, actor=actor, ozmap=get_client())
+        who = actor.username
     if view.changed and view.reservation_id and view.reservation_status == "active":
-        # Like a technician's activation: try OZmap now; the outbox delivers otherwise.
-        reservations.push_pending(
-            view.reservation_id,
-            engine=get_engine(),
-            timeout=get_settings().ozmap_push_timeout_seconds,
-        )
+        # Like a technician's activation: try OZmap now (the outbox delivers otherwise).
+        after_commit(view.reservation_id, action="activate", actor=who, wait_for_event=True)
     print_json(asdict(view))
 
 

@@ -15,13 +15,14 @@ import typer
 from rich.table import Table
 from sqlmodel import Session, select
 
+from actions import events
+from actions.after_commit import after_commit
 from cli.common import console, friendly_errors, print_json
-from config import get_settings
 from domain import cable_types, reservations, service_requests
 from domain.errors import NotFound
 from domain.users import Principal, cli_admin
 from models import AppUser, CancelScope, ServiceRequestStatus
-from models.db import get_engine, session_scope
+from models.db import session_scope
 from ozmap.client import get_client
 
 app = typer.Typer(
@@ -53,20 +54,7 @@ def principal_for(session: Session, username: str | None) -> Principal:
 
 
 def _after_reservation_action(reservation_id: int, action: str, actor: str) -> None:
-    from service import events
-
-    reservations.push_pending(
-        reservation_id,
-        engine=get_engine(),
-        timeout=get_settings().ozmap_push_timeout_seconds,
-    )
-    with session_scope() as session:
-        view = reservations.get_reservation(session, reservation_id)
-    events.reservation_changed(
-        view.id, action=action, actor=actor, contract_id=view.contract_id,
-        status=view.status, sync_state=view.sync_state, pending_outbox=view.pending_outbox,
-    )  # fmt: skip
-    events.flush()
+    view = after_commit(reservation_id, action=action, actor=actor, wait_for_event=True)
     print_json(asdict(view))
 
 
@@ -184,8 +172,6 @@ def _request_command(name: str, fn: object, doc: str) -> None:
     @requests_app.command(name, help=doc)
     @friendly_errors
     def command(request_id: int, as_user: str | None = AS_USER) -> None:
-        from service import events
-
         with acting(as_user) as (session, actor):
             view = fn(session, request_id, actor=actor)  # type: ignore[operator]
         events.service_request_changed(

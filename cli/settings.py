@@ -13,7 +13,7 @@ from dataclasses import asdict
 import typer
 
 from cli.common import admin_session, console, friendly_errors, print_json
-from domain import parameters
+from domain import cable_types, parameters
 from models import ApprovalTrigger
 from ozmap.client import get_client
 
@@ -87,9 +87,7 @@ def integration(
         auto_activate_on_approval=auto_activate, auto_approval_cable_type_id=cable
     )
     with admin_session() as (session, admin):
-        view = parameters.update_integration(
-            session, data, actor=admin, cable_types=lambda: get_client().list_drop_cable_types()
-        )
+        view = parameters.update_integration(session, data, actor=admin, ozmap=get_client())
     state = "on" if view.auto_activate_on_approval else "off"
     name = view.auto_approval_cable_type_name or "-"
     console.print(
@@ -102,6 +100,6 @@ def integration(
 @friendly_errors
 def cables() -> None:
     """List the drop cable types OZmap offers now (what --cable accepts)."""
-    offered = parameters.live_drop_cables(lambda: get_client().list_drop_cable_types())
+    offered = cable_types.drop_cable_types(get_client(), refresh=True)
     for c in offered:
         console.print(f"{c.id}  {c.code}  {c.description or ''}", highlight=False)

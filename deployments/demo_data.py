@@ -212,7 +212,7 @@ def _enable_auto_activation(session: Session, ozmap: OZmapClient) -> None:
             auto_activate_on_approval=True, auto_approval_cable_type_id=cables[0].id
         ),
         actor=admin,
-        cable_types=lambda: cables,
+        ozmap=ozmap,
     )
 
 

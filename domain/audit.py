@@ -10,7 +10,9 @@ from sqlmodel import Session, SQLModel
 
 from models import AuditLog
 
-AUTOMATIC_ROUTINE = "automatic routine"
+# Who the scheduled routines act as, in audit rows and `approved_by` (the principal is
+# `domain.reservations.AUTOMATIC_ROUTINE`).
+AUTOMATIC_ROUTINE_NAME = "automatic routine"
 
 
 def snapshot(obj: SQLModel | None, fields: tuple[str, ...] | None = None) -> dict[str, Any] | None:

@@ -2,9 +2,9 @@
 ("Parâmetros - Integração / Mapa"), read and updated with validation and an audit row.
 
 Both are single rows (id = 1) created with their defaults on first read. The drop cable for
-automatic activation must be one OZmap offers *now*: the caller passes a provider of OZmap's
-live list, called only when a cable has to be checked (so switching automatic activation off
-works while OZmap is down).
+automatic activation must be one OZmap offers *now*: OZmap's list is read (through
+`domain.cable_types`) only when a cable has to be checked, so switching automatic activation off
+works while OZmap is down.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, SQLModel
 
-from domain import audit
-from domain.errors import ExternalUnavailable, InvalidInput
+from domain import audit, cable_types
+from domain.errors import InvalidInput
 from domain.users import Principal
 from models import ApprovalTrigger, BillingSettings, IntegrationSettings, UserRole
 from models.base import utcnow
-from ozmap.errors import OZmapError, OZmapUnavailable
+from ozmap.client import OZmapClient
 from ozmap.models import CableType
 
-CableTypesProvider = Callable[[], Sequence[CableType]]
 _Row = TypeVar("_Row", IntegrationSettings, BillingSettings)
 
 # The ERP's labels, shown next to our values so users recognise the setting.
@@ -145,38 +144,8 @@ class IntegrationSettingsIn(BaseModel):
         return value.strip() if value is not None else None
 
 
-def _cable_label(cable: CableType) -> str:
-    return (cable.code or cable.description or cable.id or "")[:120]
-
-
-def live_drop_cables(cable_types: CableTypesProvider) -> list[CableType]:
-    """OZmap's drop cable types now; OZmap unreachable → ExternalUnavailable (nothing saved)."""
-    try:
-        return list(cable_types())
-    except OZmapUnavailable as exc:
-        raise ExternalUnavailable(
-            "cannot check the drop cable type: OZmap is unreachable, nothing was changed",
-            hint="try again in a few minutes",
-        ) from exc
-    except OZmapError as exc:
-        raise ExternalUnavailable(
-            f"cannot read OZmap's drop cable types ({type(exc).__name__}); nothing was changed",
-            hint="check OZMAP_URL and OZMAP_API_KEY with 'erp-ozmap status'",
-        ) from exc
-
-
-def find_drop_cable(cables: Sequence[CableType], wanted: str) -> CableType | None:
-    """The drop cable whose OZmap id (or, for people typing it, code) is `wanted`."""
-    for cable in cables:
-        if cable.id == wanted:
-            return cable
-    folded = wanted.casefold()
-    matches = [c for c in cables if (c.code or "").casefold() == folded]
-    return matches[0] if len(matches) == 1 else None
-
-
 def _offered(cables: Sequence[CableType]) -> str:
-    return ", ".join(f"{c.id} ({_cable_label(c)})" for c in cables) or "none"
+    return ", ".join(f"{c.id} ({cable_types.label(c)})" for c in cables) or "none"
 
 
 def update_integration(
@@ -184,7 +153,7 @@ def update_integration(
     data: IntegrationSettingsIn,
     *,
     actor: Principal,
-    cable_types: CableTypesProvider,
+    ozmap: OZmapClient,
 ) -> IntegrationView:
     """Change automatic activation and its cable; refuse to turn it on without a valid cable."""
     actor.require(UserRole.ADMIN)
@@ -206,8 +175,8 @@ def update_integration(
                 hint="send auto_approval_cable_type_id with one of OZmap's drop cable types "
                 "(GET /cable-types or 'erp-ozmap settings cables')",
             )
-        cables = live_drop_cables(cable_types)
-        cable = find_drop_cable(cables, wanted)
+        cables = cable_types.drop_cable_types(ozmap, refresh=True)
+        cable = cable_types.find_drop_cable(cables, wanted)
         if cable is None:
             raise InvalidInput(
                 f"{wanted!r} is not a drop cable type offered by OZmap; offered: "
@@ -217,7 +186,7 @@ def update_integration(
                 + ("" if enable is False else " before turning automatic activation on"),
             )
         row.auto_approval_cable_type_id = cable.id
-        row.auto_approval_cable_type_name = _cable_label(cable)
+        row.auto_approval_cable_type_name = cable_types.label(cable)
     row.auto_activate_on_approval = bool(enable)
     return _save(
         session,
@@ -274,7 +243,7 @@ def _save(
             session,
             actor=actor.username,
             action=action,
-            entity=row.__tablename__,  # type: ignore[attr-defined]
+            entity=str(row.__tablename__),
             entity_id=1,
             before=before,
             after=after,

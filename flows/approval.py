@@ -5,10 +5,10 @@ in ``prefect.yaml``). Parameters: ``dry_run`` (do everything, write nothing), ``
 most this many contracts, oldest first), ``as_of`` (approve what met the trigger by then;
 naive = local time; default now).
 
-One task per chunk of contracts, never per contract; on PostgreSQL up to four chunks run at
-once (their rows are disjoint and locked), on SQLite one after the other (a single writer).
-A contract that fails unexpectedly is reported and the others go on; the run then ends
-Failed, after publishing the ``contract-approval-report`` table artifact that names it.
+The recipe: plan → approve by chunk (one task per chunk, never per contract) → report. A
+contract that fails unexpectedly is reported and the others go on; the run then ends Failed,
+after publishing the ``contract-approval-report`` table artifact that names it. State hooks
+announce the activations to the outbox sync, and explain a run that failed before starting.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from config import get_settings
 from domain import approval, events
-from tasks.approval import approve_chunk, plan_approval, select_contracts
+from tasks.approval import PrefectSteps
 
 REPORT_KEY = "contract-approval-report"
 SUMMARY_KEY = "contract-approval-summary"
@@ -36,6 +38,16 @@ RESERVATION_CHANGED_EVENT = events.RESERVATION_CHANGED
 
 class ContractApprovalFailed(RuntimeError):
     """Some contracts failed unexpectedly; the run's artifact lists them."""
+
+    def __init__(self, report: approval.ApprovalReport) -> None:
+        failed = report.failed
+        shown = ", ".join(str(r.contract_id) for r in failed[:20])
+        super().__init__(
+            f"{len(failed)} contract(s) failed unexpectedly ({shown}"
+            f"{', …' if len(failed) > 20 else ''}); see artifact {REPORT_KEY!r}. "
+            + report.summary()
+        )
+        self.counts = report.counts()
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -56,12 +68,44 @@ def flow_run_name() -> str:
     )
 
 
+def _announce_activations(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """One event starts the outbox sync now instead of at its next minute (best effort)."""
+    try:
+        outcome = state.result(raise_on_failure=False)
+        counts = outcome.counts if isinstance(outcome, ContractApprovalFailed) else outcome
+        activated = counts.get("activated", 0) if isinstance(counts, dict) else 0
+        if not activated or flow_run.parameters.get("dry_run"):
+            return
+        emit_event(
+            event=RESERVATION_CHANGED_EVENT,
+            resource={"prefect.resource.id": f"erp.approval.{flow_run.id}"},
+            payload={"action": "activate", "activated": activated},
+        )
+    except Exception as exc:  # the scheduled sync delivers anyway
+        get_run_logger().warning("could not announce the activations: %s", exc)
+
+
+def _explain_failure_before_start(
+    flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
+) -> None:
+    """A run that failed before approving anything says so in its summary artifact."""
+    if FlowRunContext.get() is None:  # refused before it ran (bad parameters): no run to explain
+        return
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, BaseException) and not isinstance(exc, ContractApprovalFailed):
+        markdown = approval.failed_before_start_markdown(exc)
+        create_markdown_artifact(key=SUMMARY_KEY, markdown=markdown)
+
+
 @flow(
     name="contract-approval",
     flow_run_name=flow_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_CHUNKS),
+    # Prefect types task_runner with an invariant future type its own runners do not match.
+    task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_CHUNKS),  # type: ignore[arg-type]
     description="Approve the contracts that meet the billing trigger; activate their reserved "
     "port with the configured cable when automatic activation is on.",
+    on_completion=[_announce_activations],
+    on_failure=[_explain_failure_before_start, _announce_activations],
 )
 def approve_contracts(
     dry_run: bool = False,
@@ -69,87 +113,15 @@ def approve_contracts(
     as_of: datetime | None = None,
 ) -> dict[str, int]:
     """Approve eligible contracts in chunks; returns the counts per outcome."""
-    logger = get_run_logger()
-    moment = approval.resolve_as_of(as_of)
-    try:
-        plan = plan_approval(moment)
-        ids = select_contracts(plan, approval.validate_limit(limit))
-    except Exception as exc:
-        _publish_failure_before_start(exc)
-        raise
-    chunks = approval.chunked(ids, CHUNK_SIZE)
-    logger.info(
-        "%s contract(s) meet trigger %s as of %s; %s chunk(s)%s",
-        len(ids),
-        plan.trigger.value,
-        plan.as_of.isoformat(),
-        len(chunks),
-        " (dry run)" if dry_run else "",
+    report = approval.run_approval(
+        PrefectSteps(), dry_run=dry_run, limit=limit, as_of=as_of, chunk_size=CHUNK_SIZE
     )
-    report = approval.ApprovalReport(plan=plan, dry_run=dry_run, selected=len(ids))
-    # PostgreSQL: all at once, the task runner runs PARALLEL_CHUNKS of them at a time.
-    # SQLite has one writer: parallel chunks would only queue on its lock (and time out).
-    width = 1 if get_settings().is_sqlite else max(1, len(chunks))
-    for start in range(0, len(chunks), width):
-        window = list(enumerate(chunks[start : start + width], start=start + 1))
-        futures = [approve_chunk.submit(plan, chunk, dry_run, index=n) for n, chunk in window]
-        for (_, chunk), future in zip(window, futures, strict=True):
-            try:
-                report.results.extend(future.result())
-            except Exception as exc:  # failed after its retries: all its contracts failed
-                logger.error("a chunk of %s contract(s) failed: %s", len(chunk), exc)
-                report.results.extend(approval.chunk_failed(chunk, exc))
-    _publish(report)
-    logger.info(report.summary())
-    if report.count(approval.Outcome.ACTIVATED) and not dry_run:
-        _announce_activations(report)
-    if report.failed:
-        shown = ", ".join(str(r.contract_id) for r in report.failed[:20])
-        raise ContractApprovalFailed(
-            f"{len(report.failed)} contract(s) failed unexpectedly ({shown}"
-            f"{', …' if len(report.failed) > 20 else ''}); see artifact {REPORT_KEY!r}. "
-            + report.summary()
-        )
-    return report.counts()
-
-
-def _publish(report: approval.ApprovalReport) -> None:
     summary = report.summary()
     create_table_artifact(key=REPORT_KEY, table=report.table(), description=summary)
-    counts = report.counts()
     create_markdown_artifact(
-        key=SUMMARY_KEY,
-        markdown=(
-            f"## Contract approval{' (dry run)' if report.dry_run else ''}\n\n{summary}\n\n"
-            "| selected | approved | activated | skipped | failed |\n|---|---|---|---|---|\n"
-            f"| {counts['selected']} | {counts['approved']} | {counts['activated']} "
-            f"| {counts['skipped']} | {counts['failed']} |\n"
-        ),
-        description=summary,
+        key=SUMMARY_KEY, markdown=report.summary_markdown(), description=summary
     )
-
-
-def _announce_activations(report: approval.ApprovalReport) -> None:
-    """One event starts the outbox sync now instead of at its next minute (best effort)."""
-    from prefect.runtime import flow_run
-
-    try:
-        emit_event(
-            event=RESERVATION_CHANGED_EVENT,
-            resource={"prefect.resource.id": f"erp.approval.{flow_run.id}"},
-            payload={"action": "activate", "activated": report.count(approval.Outcome.ACTIVATED)},
-        )
-    except Exception as exc:  # the scheduled sync delivers anyway
-        get_run_logger().warning("could not announce the activations: %s", exc)
-
-
-def _publish_failure_before_start(exc: Exception) -> None:
-    create_markdown_artifact(
-        key=SUMMARY_KEY,
-        markdown=(
-            "## Contract approval failed before approving anything\n\n"
-            f"{type(exc).__name__}: {str(exc)[:500]}\n\n"
-            "Nothing was approved. Fix the cause (database or OZmap unreachable, settings) "
-            "and run again; approving is idempotent."
-        ),
-    )
+    get_run_logger().info(summary)
+    if report.failed:
+        raise ContractApprovalFailed(report)
+    return report.counts()

@@ -16,13 +16,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from config import get_settings
-from domain import approval, reservations
+from actions.after_commit import after_commit
+from domain import approval
 from domain.users import Principal
 from models import UserRole
-from models.db import get_engine
 from ozmap.client import OZmapClient, get_client
-from service import events
 from service.auth import db_session, require_role
 
 router = APIRouter(prefix="/contracts", tags=["contract approval"])
@@ -62,23 +60,10 @@ def approve_contract(
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
     """Approve now (whatever the billing trigger); approving an approved contract is a no-op."""
-    view = approval.approve_contract(
-        session, contract_id, actor=principal, live_cables=ozmap.list_drop_cable_types
-    )
+    view = approval.approve_contract(session, contract_id, actor=principal, ozmap=ozmap)
     session.commit()
     if view.changed and view.reservation_id and view.reservation_status == "active":
-        reservations.push_pending(
-            view.reservation_id,
-            engine=get_engine(),
-            timeout=get_settings().ozmap_push_timeout_seconds,
-        )
-        events.reservation_changed(
-            view.reservation_id,
-            action="activate",
-            actor=principal.username,
-            contract_id=contract_id,
-            status=view.reservation_status,
-        )
+        after_commit(view.reservation_id, action="activate", actor=principal.username)
     return asdict(view)
 
 

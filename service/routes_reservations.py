@@ -14,13 +14,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from config import get_settings
+from actions.after_commit import after_commit
 from domain import cable_types, reservations
 from domain.users import Principal
 from models import CancelScope, PortReservation, UserRole
-from models.db import get_engine
 from ozmap.client import OZmapClient, get_client
-from service import events
 from service.auth import db_session, require_role
 
 router = APIRouter(tags=["port reservation"])
@@ -135,21 +133,7 @@ def list_cable_types(
 def _after_action(
     session: Session, reservation: PortReservation, action: str, principal: Principal
 ) -> dict[str, Any]:
-    """Commit, try the immediate push, announce the change; the view after all that."""
+    """Commit, then the after-commit step (push, re-read, announce); the view after all that."""
     session.commit()
-    reservations.push_pending(
-        reservation.id,  # type: ignore[arg-type]
-        engine=get_engine(),
-        timeout=get_settings().ozmap_push_timeout_seconds,
-    )
-    view = reservations.get_reservation(session, reservation.id)  # type: ignore[arg-type]
-    events.reservation_changed(
-        view.id,
-        action=action,
-        actor=principal.username,
-        contract_id=view.contract_id,
-        status=view.status,
-        sync_state=view.sync_state,
-        pending_outbox=view.pending_outbox,
-    )
+    view = after_commit(reservation.id, action=action, actor=principal.username)  # type: ignore[arg-type]
     return asdict(view)

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from sqlmodel import Session
 
+from actions import events
 from domain import service_requests
 from domain.users import Principal
 from models import ServiceRequestStatus, UserRole
-from service import events
 from service.auth import db_session, require_role
 
 router = APIRouter(tags=["service requests"])

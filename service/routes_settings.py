@@ -72,7 +72,5 @@ def update_integration(
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
     """Automatic activation on approval and its drop cable (id or code from GET /cable-types)."""
-    view = parameters.update_integration(
-        session, body, actor=principal, cable_types=ozmap.list_drop_cable_types
-    )
+    view = parameters.update_integration(session, body, actor=principal, ozmap=ozmap)
     return asdict(view)

@@ -4,22 +4,23 @@ Each task opens its own database session and OZmap client (nothing unhashable cr
 boundary) and never caches: approving is a side effect. Transient failures (database briefly
 unreachable, lock timeout, deadlock, OZmap down) are retried with exponential backoff and
 jitter; anything else fails at once. Retrying a chunk is safe: its transaction rolled back,
-and approving is idempotent.
+and approving is idempotent. `PrefectSteps` hands these tasks to the domain's one sequence
+(`domain.approval.run_approval`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from prefect import get_run_logger, task
 from sqlmodel import Session
 
+from config import get_settings
 from domain import approval
-from domain.approval import ApprovalPlan, ContractResult
+from domain.approval import ApprovalPlan, ChunkDone, ContractOutcome, ContractResult
 from models.db import get_engine, session_scope
 from ozmap.client import get_client
-from ozmap.errors import OZmapError
-from ozmap.models import CableType
 from tasks.policy import reliable
 
 RETRIES = 3
@@ -32,28 +33,10 @@ def _session() -> Session:
     return Session(get_engine(), expire_on_commit=False)
 
 
-def _live_drop_cables() -> list[CableType] | None:
-    """OZmap's drop cables; None when OZmap stays unreachable (the client already retried)."""
-    try:
-        return get_client().list_drop_cable_types()
-    except OZmapError as exc:
-        if not exc.transient:
-            raise  # credentials or protocol: an operator must look, fail loudly
-        get_run_logger().warning(
-            "OZmap unreachable while reading drop cable types (%s); using the stored cable",
-            exc.message,
-        )
-        return None
-
-
 @task(name="plan-contract-approval", **_RELIABLE)
 def plan_approval(as_of: datetime) -> ApprovalPlan:
     """The billing trigger and automatic-activation setup for this run."""
-    with session_scope() as session:
-        needs_cables = approval.needs_cable_types(session)
-    cables = _live_drop_cables() if needs_cables else None
-    with session_scope() as session:
-        plan = approval.build_plan(session, as_of=as_of, live_cables=cables)
+    plan = approval.read_plan(session_scope, as_of=as_of, ozmap=get_client())
     if plan.cable_problem:
         get_run_logger().error(plan.cable_problem)
     return plan
@@ -71,8 +54,8 @@ def approve_chunk(
     plan: ApprovalPlan, contract_ids: list[int], dry_run: bool, index: int
 ) -> list[ContractResult]:
     """Approve (and activate) one chunk in one transaction; per-contract failures are reported."""
-    results = approval.approve_chunk(_session, contract_ids, plan, dry_run=dry_run)
-    failed = [r for r in results if r.outcome is approval.Outcome.FAILED]
+    results = approval.approve_contract_chunk(_session, contract_ids, plan, dry_run=dry_run)
+    failed = [r for r in results if r.outcome is ContractOutcome.FAILED]
     if failed:
         get_run_logger().error(
             "chunk %s: %s contract(s) failed: %s",
@@ -81,3 +64,41 @@ def approve_chunk(
             "; ".join(f"{r.contract_id}: {r.detail}" for r in failed[:5]),
         )
     return results
+
+
+class PrefectSteps:
+    """The routine's steps as the tasks above (`domain.approval.ApprovalSteps`), for the flow.
+
+    Chunks are submitted all at once on PostgreSQL (the flow's task runner runs a few at a
+    time; their rows are disjoint and locked) and one after the other on SQLite, whose single
+    writer would only make parallel chunks queue on its lock and time out.
+    """
+
+    def plan(self, as_of: datetime) -> ApprovalPlan:
+        return plan_approval(as_of)
+
+    def select(self, plan: ApprovalPlan, limit: int | None) -> list[int]:
+        return select_contracts(plan, limit)
+
+    def approve(
+        self, plan: ApprovalPlan, chunks: Sequence[list[int]], dry_run: bool
+    ) -> Iterator[ChunkDone]:
+        logger = get_run_logger()
+        logger.info(
+            "%s contract(s) meet trigger %s as of %s; %s chunk(s)%s",
+            sum(len(c) for c in chunks),
+            plan.trigger.value,
+            plan.as_of.isoformat(),
+            len(chunks),
+            " (dry run)" if dry_run else "",
+        )
+        width = 1 if get_settings().is_sqlite else max(1, len(chunks))
+        for start in range(0, len(chunks), width):
+            window = list(enumerate(chunks[start : start + width], start=start + 1))
+            futures = [approve_chunk.submit(plan, chunk, dry_run, index=n) for n, chunk in window]
+            for (_, chunk), future in zip(window, futures, strict=True):
+                try:
+                    yield chunk, future.result()
+                except Exception as exc:  # failed after its retries: all its contracts failed
+                    logger.error("a chunk of %s contract(s) failed: %s", len(chunk), exc)
+                    yield chunk, exc

@@ -7,7 +7,7 @@ failure of one contract, manual approval by billing and the first-authentication
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from domain import approval as ap
-from domain.audit import AUTOMATIC_ROUTINE
+from domain.audit import AUTOMATIC_ROUTINE_NAME
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.users import Principal
 from models import (
@@ -53,15 +53,22 @@ Closed, Finished = ServiceRequestStatus.CLOSED, ServiceRequestStatus.FINISHED
 
 
 @pytest.fixture(scope="module")
-def drop_cables(ozmap_sim_session) -> list[CableType]:
+def oz(ozmap_sim_session) -> Iterator[OZmapClient]:
+    """A client of the simulator, whose drop cable types the approval reads."""
+    with OZmapClient(ozmap_sim_session.url, ozmap_sim_session.api_key) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def drop_cables(oz: OZmapClient) -> list[CableType]:
     """OZmap's live drop cable types, read once from the simulator."""
-    with OZmapClient(ozmap_sim_session.url, ozmap_sim_session.api_key) as oz:
-        return oz.list_drop_cable_types()
+    return oz.list_drop_cable_types()
 
 
-def _run(engine: sa.Engine, **kw: object) -> ap.ApprovalReport:
+def _run(engine: sa.Engine, ozmap: OZmapClient | None = None, **kw: object) -> ap.ApprovalReport:
     kw.setdefault("as_of", T)
-    return ap.run_approval(session_factory(engine), **kw)  # type: ignore[arg-type]
+    steps = ap.LocalSteps(session_factory(engine), ozmap=ozmap)
+    return ap.run_approval(steps, **kw)  # type: ignore[arg-type]
 
 
 def _stages(engine: sa.Engine) -> dict[int, ContractStage]:
@@ -70,7 +77,7 @@ def _stages(engine: sa.Engine) -> dict[int, ContractStage]:
 
 
 def _by_outcome(report: ap.ApprovalReport) -> dict[str, set[int]]:
-    out: dict[str, set[int]] = {o.value: set() for o in ap.Outcome}
+    out: dict[str, set[int]] = {o.value: set() for o in ap.ContractOutcome}
     for r in report.results:
         out[r.outcome.value].add(r.contract_id)
     return out
@@ -142,7 +149,7 @@ def test_approval_writes_stage_time_who_and_the_audit_row(engine: sa.Engine) -> 
         contract = s.get(Contract, cid)
         assert contract is not None
         assert contract.stage is ContractStage.APPROVED
-        assert contract.approved_by == AUTOMATIC_ROUTINE == "automatic routine"
+        assert contract.approved_by == AUTOMATIC_ROUTINE_NAME == "automatic routine"
         assert contract.approved_at is not None
         audit = s.exec(select(AuditLog).where(col(AuditLog.action) == "contract.approve")).one()
     assert (audit.actor, audit.entity, audit.entity_id) == (
@@ -162,12 +169,14 @@ def test_running_again_is_a_no_op_and_a_stale_chunk_skips_what_is_approved(
         ids = [make_contract(s, u.id, request=Finished)[0] for _ in range(3)]
         s.commit()
         plan = ap.build_plan(s, as_of=T)
-    assert _run(engine).count(ap.Outcome.APPROVED) == 3
+    assert _run(engine).count(ap.ContractOutcome.APPROVED) == 3
     again = _run(engine)
     assert (again.selected, again.results) == (0, [])
     # A run that selected these before the first one approved them leaves them alone.
-    stale = ap.approve_chunk(session_factory(engine), ids, plan)
-    assert [(r.outcome, r.detail) for r in stale] == [(ap.Outcome.SKIPPED, "already approved")] * 3
+    stale = ap.approve_contract_chunk(session_factory(engine), ids, plan)
+    assert [(r.outcome, r.detail) for r in stale] == [
+        (ap.ContractOutcome.SKIPPED, "already approved")
+    ] * 3
     assert approvals_per_contract(engine) == dict.fromkeys(ids, 1)
 
 
@@ -177,7 +186,7 @@ def test_dry_run_reports_without_writing_and_limit_takes_the_oldest(engine: sa.E
         ids = [make_contract(s, u.id, request=Finished)[0] for _ in range(4)]
         s.commit()
     dry = _run(engine, dry_run=True)
-    assert dry.count(ap.Outcome.APPROVED) == 4
+    assert dry.count(ap.ContractOutcome.APPROVED) == 4
     assert "Dry run: nothing was written" in dry.summary()
     assert "Would approve 4 of 4" in dry.summary()
     assert set(_stages(engine).values()) == {ContractStage.AWAITING_APPROVAL}
@@ -196,7 +205,7 @@ def test_auto_activation_off_leaves_reservations_reserved(engine: sa.Engine) -> 
         s.commit()
     report = _run(engine)
     assert [(r.contract_id, r.outcome, r.reservation_id) for r in report.results] == [
-        (cid, ap.Outcome.APPROVED, rid)
+        (cid, ap.ContractOutcome.APPROVED, rid)
     ]
     assert "left reserved" in report.results[0].detail
     assert "automatic activation is off" in report.summary()
@@ -206,7 +215,7 @@ def test_auto_activation_off_leaves_reservations_reserved(engine: sa.Engine) -> 
 
 
 def test_auto_activation_on_activates_through_the_outbox_with_the_configured_cable(
-    engine: sa.Engine, drop_cables: list[CableType]
+    engine: sa.Engine, drop_cables: list[CableType], oz: OZmapClient
 ) -> None:
     cable = drop_cables[1]
     with Session(engine) as s:
@@ -220,7 +229,7 @@ def test_auto_activation_on_activates_through_the_outbox_with_the_configured_cab
         set_auto_activation(s, cable.id, cable.code)
         s.commit()
 
-    report = _run(engine, live_cables=lambda: drop_cables)
+    report = _run(engine, ozmap=oz)
 
     outcomes = _by_outcome(report)
     assert outcomes["activated"] == {c for c, _ in reserved}
@@ -249,7 +258,7 @@ def test_auto_activation_on_activates_through_the_outbox_with_the_configured_cab
 
 
 def test_a_reservation_in_conflict_is_skipped_with_its_reason_and_the_rest_approved(
-    engine: sa.Engine, drop_cables: list[CableType]
+    engine: sa.Engine, drop_cables: list[CableType], oz: OZmapClient
 ) -> None:
     with Session(engine) as s:
         u = f.unit(s)
@@ -268,9 +277,9 @@ def test_a_reservation_in_conflict_is_skipped_with_its_reason_and_the_rest_appro
         set_auto_activation(s, drop_cables[0].id)
         s.commit()
 
-    report = _run(engine, live_cables=lambda: drop_cables)
+    report = _run(engine, ozmap=oz)
 
-    skipped = [r for r in report.results if r.outcome is ap.Outcome.SKIPPED]
+    skipped = [r for r in report.results if r.outcome is ap.ContractOutcome.SKIPPED]
     assert [(r.contract_id, r.reservation_id) for r in skipped] == [(bad_cid, bad_rid)]
     assert "in conflict with OZmap" in skipped[0].detail
     assert "taken by client X-77" in skipped[0].detail
@@ -283,7 +292,7 @@ def test_a_reservation_in_conflict_is_skipped_with_its_reason_and_the_rest_appro
 
 
 def test_a_cable_withdrawn_from_ozmap_holds_back_only_contracts_with_a_reserved_port(
-    engine: sa.Engine, drop_cables: list[CableType]
+    engine: sa.Engine, drop_cables: list[CableType], oz: OZmapClient
 ) -> None:
     with Session(engine) as s:
         u = f.unit(s)
@@ -293,7 +302,7 @@ def test_a_cable_withdrawn_from_ozmap_holds_back_only_contracts_with_a_reserved_
         without_port, _ = make_contract(s, u.id, request=Finished)
         set_auto_activation(s, "withdrawn-cable", "Drop Antigo")
         s.commit()
-    report = _run(engine, live_cables=lambda: drop_cables)
+    report = _run(engine, ozmap=oz)
     assert _by_outcome(report)["approved"] == {without_port}
     assert _by_outcome(report)["skipped"] == {with_port}
     assert "no longer offered by OZmap" in report.results[0].detail
@@ -308,7 +317,7 @@ def test_ozmap_down_uses_the_stored_cable(engine: sa.Engine) -> None:
         set_auto_activation(s, "cable-1", "Drop 1FO")
         s.commit()
     with OZmapClient("http://127.0.0.1:9/api/v2", "k", timeout=1.0, max_retries=0) as down:
-        report = _run(engine, live_cables=down.list_drop_cable_types)
+        report = _run(engine, ozmap=down)
     assert _by_outcome(report)["activated"] == {cid}
     assert "OZmap was unreachable" in report.summary()
     assert activations_per_reservation(engine) == {rid: 1}
@@ -359,7 +368,7 @@ def test_billing_approves_manually_once_and_refuses_the_wrong_stage(engine: sa.E
 
 
 def test_manual_approval_activates_the_port_when_configured(
-    engine: sa.Engine, drop_cables: list[CableType]
+    engine: sa.Engine, drop_cables: list[CableType], oz: OZmapClient
 ) -> None:
     with Session(engine) as s:
         u = f.unit(s)
@@ -370,12 +379,12 @@ def test_manual_approval_activates_the_port_when_configured(
         set_auto_activation(s, drop_cables[0].id)
         s.commit()
     with Session(engine) as s:
-        view = ap.approve_contract(s, cid, actor=BILLING, live_cables=lambda: drop_cables)
+        view = ap.approve_contract(s, cid, actor=BILLING, ozmap=oz)
         s.commit()
     assert (view.stage, view.reservation_status) == ("approved", "active")
     assert activations_per_reservation(engine) == {rid: 1}
     with Session(engine) as s, pytest.raises(Conflict, match="in conflict with OZmap"):
-        ap.approve_contract(s, conflict, actor=BILLING, live_cables=lambda: drop_cables)
+        ap.approve_contract(s, conflict, actor=BILLING, ozmap=oz)
 
 
 def test_first_authentication_keeps_the_earliest_and_triggers_approval(
@@ -423,7 +432,7 @@ def test_a_contract_locked_by_another_run_is_skipped_not_waited_for(
         other.rollback()
     assert _by_outcome(report)["approved"] == {ids[0], ids[2]}
     held = next(r for r in report.results if r.contract_id == ids[1])
-    assert held.outcome is ap.Outcome.SKIPPED
+    assert held.outcome is ap.ContractOutcome.SKIPPED
     assert "being approved by another run" in held.detail
     assert _by_outcome(_run(pg_engine))["approved"] == {ids[1]}
 
@@ -454,7 +463,7 @@ def test_two_overlapping_runs_approve_and_activate_each_contract_exactly_once(
             barrier.wait()  # both selected everything before either approves
             report = ap.ApprovalReport(plan=plan, selected=len(ids))
             for chunk in ap.chunked(ids, chunk_size):
-                report.results.extend(ap.approve_chunk(factory, chunk, plan))
+                report.results.extend(ap.approve_contract_chunk(factory, chunk, plan))
             reports.append(report)
         except BaseException as exc:
             errors.append(exc)
@@ -470,6 +479,6 @@ def test_two_overlapping_runs_approve_and_activate_each_contract_exactly_once(
         r.contract_id for rep in reports for r in rep.results if r.outcome.value == "activated"
     ]
     assert sorted(activated) == sorted(c for c, _ in made)  # each once, across both runs
-    assert all(r.outcome is not ap.Outcome.FAILED for rep in reports for r in rep.results)
+    assert all(r.outcome is not ap.ContractOutcome.FAILED for rep in reports for r in rep.results)
     assert approvals_per_contract(pg_engine) == {c: 1 for c, _ in made}
     assert activations_per_reservation(pg_engine) == {r: 1 for _, r in made}

@@ -87,7 +87,7 @@ def test_turning_auto_activation_on_without_cable_is_refused(
             session,
             p.IntegrationSettingsIn(auto_activate_on_approval=True),
             actor=ADMIN,
-            cable_types=oz.list_drop_cable_types,
+            ozmap=oz,
         )
     assert err.value.status == 422 and err.value.field == "auto_approval_cable_type_id"
     session.commit()
@@ -106,7 +106,7 @@ def test_a_cable_not_offered_by_ozmap_is_refused_with_the_choices(
                 auto_activate_on_approval=True, auto_approval_cable_type_id="fibra-de-nylon"
             ),
             actor=ADMIN,
-            cable_types=oz.list_drop_cable_types,
+            ozmap=oz,
         )
     assert offered[0].id in err.value.message  # the message lists what may be chosen
     assert p.integration_settings(session).auto_activate_on_approval is False
@@ -120,7 +120,7 @@ def test_enable_with_a_live_drop_cable_by_id_or_code(session: Session, oz: OZmap
             auto_activate_on_approval=True, auto_approval_cable_type_id=first.id
         ),
         actor=ADMIN,
-        cable_types=oz.list_drop_cable_types,
+        ozmap=oz,
     )
     assert view.auto_activate_on_approval is True
     assert (view.auto_approval_cable_type_id, view.auto_approval_cable_type_name) == (
@@ -132,7 +132,7 @@ def test_enable_with_a_live_drop_cable_by_id_or_code(session: Session, oz: OZmap
         session,
         p.IntegrationSettingsIn(auto_approval_cable_type_id=second.code.lower()),
         actor=ADMIN,
-        cable_types=oz.list_drop_cable_types,
+        ozmap=oz,
     )
     session.commit()
     assert view.auto_activate_on_approval is True
@@ -152,13 +152,13 @@ def test_switching_off_works_while_ozmap_is_down_but_switching_on_does_not(
             auto_activate_on_approval=True, auto_approval_cable_type_id=cable.id
         ),
         actor=ADMIN,
-        cable_types=oz.list_drop_cable_types,
+        ozmap=oz,
     )
     off = p.update_integration(
         session,
         p.IntegrationSettingsIn(auto_activate_on_approval=False),
         actor=ADMIN,
-        cable_types=down.list_drop_cable_types,
+        ozmap=down,
     )
     assert off.auto_activate_on_approval is False
     assert off.auto_approval_cable_type_id == cable.id  # kept for the next time
@@ -167,7 +167,7 @@ def test_switching_off_works_while_ozmap_is_down_but_switching_on_does_not(
             session,
             p.IntegrationSettingsIn(auto_activate_on_approval=True),
             actor=ADMIN,
-            cable_types=down.list_drop_cable_types,
+            ozmap=down,
         )
     assert err.value.status == 503
     assert p.integration_settings(session).auto_activate_on_approval is False
@@ -179,7 +179,7 @@ def test_only_admins_change_integration_settings(session: Session, oz: OZmapClie
             session,
             p.IntegrationSettingsIn(auto_activate_on_approval=False),
             actor=BILLING,
-            cable_types=oz.list_drop_cable_types,
+            ozmap=oz,
         )
     with pytest.raises(ValidationError):
         p.IntegrationSettingsIn(auto_approval_cable_type_id="")

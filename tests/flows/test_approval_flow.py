@@ -93,7 +93,7 @@ def test_run_completes_approves_activates_and_reports(
     assert state.is_completed(), state.message
     assert state.result() == {
         "selected": 3,
-        "approved": 1,
+        "approved": 2,  # every approved contract, the activated one included
         "activated": 1,
         "skipped": 1,
         "failed": 0,
@@ -158,3 +158,45 @@ def test_dry_run_is_named_so_and_writes_nothing_and_a_bad_limit_is_refused(
     with Session(engine) as s:
         stages = set(s.exec(select(Contract.stage)).all())
     assert stages == {ContractStage.AWAITING_APPROVAL}
+
+
+def _events_of(resource_id: str, timeout: float = 60.0) -> list[Any]:
+    """The reservation-changed events for `resource_id`, waiting until the server has one."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from domain.events import RESERVATION_CHANGED
+
+    wanted = EventFilter(
+        event=EventNameFilter(name=[RESERVATION_CHANGED]),
+        resource=EventResourceFilter(id=[resource_id]),
+    )
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout  # the server persists events in batches
+    with get_client(sync_client=True) as client:
+        while not found and time.monotonic() < deadline:
+            found = client.read_events(filter=wanted, limit=10).events
+            if not found:
+                time.sleep(0.5)
+    return found
+
+
+def test_a_run_that_activated_ports_announces_them_once(
+    engine: sa.Engine, flow_env: OZmapClient
+) -> None:
+    from flows.approval import approve_contracts
+
+    cable = flow_env.list_drop_cable_types()[0]
+    with Session(engine) as s:
+        u = f.unit(s)
+        make_contract(s, u.id, request=Finished, reservation=ReservationStatus.RESERVED)
+        set_auto_activation(s, cable.id, cable.code)
+        s.commit()
+
+    state = approve_contracts(as_of=T, return_state=True)
+
+    assert state.is_completed(), state.message
+    found = _events_of(f"erp.approval.{state.state_details.flow_run_id}")
+    assert [(e.payload["action"], e.payload["activated"]) for e in found] == [("activate", 1)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service import events
+from actions import events
 
 
 @pytest.mark.prefect

@@ -1,51 +1,27 @@
-"""Port reservation ("porta reservada"), activation and cancellation: the ERP side.
-
-Each action validates, then writes the reservation, its outbox row (what OZmap must see) and an
-audit row in the caller's transaction; the caller commits. Nothing is sent to OZmap here: after
-the commit the caller may `push_pending` (part of the sync engine, tried at once with a short
-timeout) and the scheduled sync delivers whatever is left.
-
-Rules chosen here (and why):
-- Reserve: sellers (and admins). The port is re-checked live in OZmap. If OZmap cannot be
-  reached, the check falls back to the network cache (`NetworkBox`/`NetworkSplitter`, refreshed
-  by the network flow): the reservation is accepted "pending sync" and the outbox delivers it
-  later (a port taken meanwhile in OZmap becomes a sync conflict people see). A box missing
-  from the cache cannot be checked at all, so the seller gets 503 "try again" and nothing is
-  written.
-- Activate: the technician who took ownership of the contract's activation request (admins
-  pass; the automatic approval routine passes `check_ownership=False`). Activating an active
-  reservation is a no-op whatever the cable (approval may activate what a technician already
-  did), a cancelled one is a 409.
-- Cancel: a reason is required. Admins cancel anything; the owning technician cancels a
-  reserved or active port in either scope; a seller may only undo a still-reserved port in the
-  ERP and OZmap (an active port is a technical matter, and an ERP-only cancel deliberately
-  leaves OZmap out of sync). Cancelling again in the same scope is a no-op (a safe retry); in
-  the other scope it is a 409.
-"""
+"""The ERP actions on a port: reserve, activate, cancel (rules in `domain.reservations`)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-import os
-import threading
-import time
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from datetime import datetime
-from types import ModuleType
 
-import sqlalchemy as sa
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from domain import audit
 from domain.cable_types import unknown_cable
-from domain.errors import Conflict, ExternalUnavailable, Forbidden, InvalidInput, NotFound
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.outbox import enqueue
 from domain.reservation_rows import insert_reservation
+from domain.reservations.ports import (
+    SOURCE_CACHE,
+    SOURCE_LIVE,
+    PortChoice,
+    ask_ozmap,
+    check_cached,
+    erp_held_ports,
+    erp_port_taken,
+    not_held,
+)
 from domain.service_requests import require_owner
 from domain.units import project_ids_of
 from domain.users import Principal
@@ -56,11 +32,7 @@ from models import (
     Contract,
     ContractStage,
     Customer,
-    NetworkBox,
-    NetworkSplitter,
-    OutboxEvent,
     OutboxKind,
-    OutboxStatus,
     PortReservation,
     ReservationStatus,
     ServiceRequest,
@@ -72,46 +44,17 @@ from models import (
 )
 from models.base import utcnow
 from ozmap.client import OZmapClient
-from ozmap.errors import OZmapError, OZmapNotFound, OZmapUnavailable, OZmapValidationError
-from ozmap.models import PortState
 
 log = logging.getLogger(__name__)
 
-# The scheduled approval and automatic activation act as this principal (issue 6).
-AUTOMATIC_ROUTINE = Principal(user_id=None, username=audit.AUTOMATIC_ROUTINE, role=UserRole.ADMIN)
+# The scheduled approval and automatic activation act as this principal.
+AUTOMATIC_ROUTINE = Principal(
+    user_id=None, username=audit.AUTOMATIC_ROUTINE_NAME, role=UserRole.ADMIN
+)
 
 RESERVABLE_STAGES = (ContractStage.PRE_CONTRACT, ContractStage.AWAITING_APPROVAL)
 ACTIVATABLE_STAGES = (*RESERVABLE_STAGES, ContractStage.APPROVED)
 MAX_REASON = 500
-# Automatic port choice: how many free ports to try when concurrent sales take the first ones.
-AUTO_CANDIDATES = 8
-SOURCE_LIVE = "ozmap"
-SOURCE_CACHE = "network cache"
-_CACHE_LETTERS = {
-    "F": PortState.FREE,
-    "R": PortState.RESERVED,
-    "A": PortState.ACTIVE,
-    "O": PortState.OCCUPIED,
-    "B": PortState.BLOCKED,
-}
-
-
-@dataclass(frozen=True)
-class PortChoice:
-    """A port that passed the check, and where the check looked (live OZmap or the cache)."""
-
-    project_id: str
-    box_id: str
-    splitter_id: str
-    port: int
-    source: str
-
-
-@dataclass(frozen=True)
-class _SplitterPorts:
-    id: str
-    states: list[PortState]  # index i = port i+1
-
 
 # --- reserve -------------------------------------------------------------------------------
 
@@ -144,18 +87,18 @@ def reserve(
     splitter_id = _required_id(splitter_id, "splitter_id") if splitter_id is not None else None
     if port is not None and (isinstance(port, bool) or port < 1):
         raise InvalidInput(f"port numbers start at 1; got {port}", field="port")
-    live, unavailable = _ask_ozmap(ozmap, box_id, splitter_id, port)
+    live, unavailable = ask_ozmap(ozmap, box_id, splitter_id, port)
     contract = _lock_contract(session, contract_id)
     _require_no_live_reservation(session, contract)
     customer = session.get(Customer, contract.customer_id)
     address, lat, lng = _installation_point(session, contract)
-    held = _erp_held_ports(session, box_id)
+    held = erp_held_ports(session, box_id)
     if splitter_id is not None and port is not None and (splitter_id, port) in held:
-        raise _erp_port_taken(box_id, splitter_id, port)
+        raise erp_port_taken(box_id, splitter_id, port)
     source = SOURCE_LIVE if live is not None else SOURCE_CACHE
     if live is None:
-        live = _check_cached(session, box_id, splitter_id, port, unavailable)
-    choices = _not_held(box_id, live, held, source)
+        live = check_cached(session, box_id, splitter_id, port, unavailable)
+    choices = not_held(box_id, live, held, source)
     _require_unit_serves(session, contract, choices[0].project_id, box_id)
     code = _next_client_code(session, contract)
     reservation = _insert_first(session, contract, code, choices, actor)
@@ -209,7 +152,7 @@ def _require_no_live_reservation(session: Session, contract: Contract) -> None:
     live = session.exec(
         select(PortReservation).where(
             PortReservation.contract_id == contract.id,
-            PortReservation.status.in_(LIVE_RESERVATION_STATUSES),  # type: ignore[union-attr]
+            col(PortReservation.status).in_(LIVE_RESERVATION_STATUSES),
         )
     ).first()
     if live is not None:
@@ -236,187 +179,6 @@ def _installation_point(session: Session, contract: Contract) -> tuple[str, floa
         text += f" {address.complement}"
     text += f" - {address.neighbourhood}, {address.city}/{address.state}"
     return text, address.latitude, address.longitude
-
-
-def _erp_held_ports(session: Session, box_id: str) -> set[tuple[str, int]]:
-    """Ports of the box held by live ERP reservations (some may not have reached OZmap yet)."""
-    rows = session.exec(
-        select(PortReservation.ozmap_splitter_id, PortReservation.port).where(
-            PortReservation.ozmap_box_id == box_id,
-            PortReservation.status.in_(LIVE_RESERVATION_STATUSES),  # type: ignore[union-attr]
-        )
-    ).all()
-    return {(s, p) for s, p in rows}
-
-
-def _erp_port_taken(box_id: str, splitter_id: str, port: int) -> Conflict:
-    return Conflict(
-        f"port {port} of splitter {splitter_id} in box {box_id} is already reserved in the ERP",
-        field="port",
-        hint="run feasibility again and choose another port or box",
-    )
-
-
-def _ask_ozmap(
-    ozmap: OZmapClient, box_id: str, splitter_id: str | None, port: int | None
-) -> tuple[list[PortChoice] | None, str]:
-    """(ports free in OZmap now, "") or, when OZmap is unavailable, (None, why)."""
-    try:
-        return _check_live(ozmap, box_id, splitter_id, port), ""
-    except OZmapUnavailable as exc:
-        return None, exc.message
-    except OZmapError as exc:  # credentials, protocol: not something a retry later fixes alone
-        raise ExternalUnavailable(
-            f"OZmap could not check box {box_id}: {exc.message}",
-            hint="nothing was reserved; tell an admin if this persists",
-        ) from None
-
-
-def _not_held(
-    box_id: str, choices: list[PortChoice], held: set[tuple[str, int]], source: str
-) -> list[PortChoice]:
-    """The first candidates no live ERP reservation holds (some never reached OZmap yet)."""
-    out = [c for c in choices if (c.splitter_id, c.port) not in held]
-    if not out:
-        raise Conflict(
-            f"box {box_id} has no free customer port ({source})",
-            field="box_id",
-            hint="run feasibility again and choose another box",
-        )
-    return out[:AUTO_CANDIDATES]
-
-
-def _check_live(
-    ozmap: OZmapClient, box_id: str, splitter_id: str | None, port: int | None
-) -> list[PortChoice]:
-    try:
-        box = ozmap.get_box(box_id)
-    except OZmapNotFound:
-        raise NotFound(
-            f"box {box_id} does not exist in OZmap",
-            field="box_id",
-            hint="run feasibility again and choose a listed box",
-        ) from None
-    if box.draft:
-        raise _box_in_design(box_id)
-    if not box.project:
-        raise ExternalUnavailable(f"OZmap returned box {box_id} without a project")
-    splitters = [
-        _SplitterPorts(s.id, [p.state for p in s.physical_ports()])
-        for s in ozmap.iter_splitters(box_ids=[box_id], is_drop=True)
-    ]
-    target = _pick_splitter(splitters, box_id, splitter_id, port)
-    if port is None:
-        return _free_ports(box.project, box_id, [target] if target else splitters, SOURCE_LIVE)
-    assert target is not None
-    try:
-        live = ozmap.port_state(box_id, target.id, port)
-    except (OZmapNotFound, OZmapValidationError) as exc:
-        raise InvalidInput(exc.message, field="port") from None
-    if live.state is not PortState.FREE:
-        raise _port_not_free(box_id, target.id, port, live.state, live.client_code)
-    return [PortChoice(box.project, box_id, target.id, port, SOURCE_LIVE)]
-
-
-def _check_cached(
-    session: Session, box_id: str, splitter_id: str | None, port: int | None, reason: str
-) -> list[PortChoice]:
-    box = session.get(NetworkBox, box_id)
-    if box is None:
-        raise ExternalUnavailable(
-            f"OZmap is unavailable and box {box_id} is not in the network cache, so the port "
-            f"cannot be checked ({reason})",
-            hint="nothing was reserved; try again in a few minutes",
-        )
-    if box.draft:
-        raise _box_in_design(box_id)
-    rows = session.exec(
-        select(NetworkSplitter)
-        .where(NetworkSplitter.box_id == box_id)
-        .order_by(NetworkSplitter.ozmap_id)
-    ).all()
-    splitters = [
-        _SplitterPorts(
-            r.ozmap_id, [_CACHE_LETTERS.get(c, PortState.OCCUPIED) for c in r.port_states]
-        )
-        for r in rows
-    ]
-    target = _pick_splitter(splitters, box_id, splitter_id, port)
-    if port is None:
-        pool = [target] if target else splitters
-        return _free_ports(box.ozmap_project_id, box_id, pool, SOURCE_CACHE)
-    assert target is not None
-    if port > len(target.states):
-        raise InvalidInput(
-            f"splitter {target.id} has ports 1..{len(target.states)}; port {port} does not exist",
-            field="port",
-        )
-    state = target.states[port - 1]
-    if state is not PortState.FREE:
-        raise _port_not_free(box_id, target.id, port, state, None)
-    return [PortChoice(box.ozmap_project_id, box_id, target.id, port, SOURCE_CACHE)]
-
-
-def _pick_splitter(
-    splitters: list[_SplitterPorts], box_id: str, splitter_id: str | None, port: int | None
-) -> _SplitterPorts | None:
-    """The splitter asked for (must be customer-facing, in the box), or the box's only one."""
-    if not splitters:
-        raise Conflict(
-            f"box {box_id} has no customer-facing splitter in OZmap",
-            field="box_id",
-            hint="choose another box",
-        )
-    if splitter_id is not None:
-        for s in splitters:
-            if s.id == splitter_id:
-                return s
-        known = ", ".join(s.id for s in splitters)
-        raise InvalidInput(
-            f"splitter {splitter_id} is not a customer-facing splitter of box {box_id}; "
-            f"its customer-facing splitters are: {known}",
-            field="splitter_id",
-        )
-    if port is not None:
-        if len(splitters) > 1:
-            raise InvalidInput(
-                f"box {box_id} has {len(splitters)} customer-facing splitters; give splitter_id "
-                "together with port",
-                field="splitter_id",
-            )
-        return splitters[0]
-    return None
-
-
-def _free_ports(
-    project_id: str, box_id: str, splitters: list[_SplitterPorts], source: str
-) -> list[PortChoice]:
-    return [
-        PortChoice(project_id, box_id, s.id, i + 1, source)
-        for s in splitters
-        for i, state in enumerate(s.states)
-        if state is PortState.FREE
-    ]
-
-
-def _box_in_design(box_id: str) -> Conflict:
-    return Conflict(
-        f"box {box_id} is in design ('Em projeto') in OZmap and cannot be sold",
-        field="box_id",
-        hint="choose an implanted box, or ask the network team to finish the project",
-    )
-
-
-def _port_not_free(
-    box_id: str, splitter_id: str, port: int, state: PortState, client_code: str | None
-) -> Conflict:
-    where = f"port {port} of splitter {splitter_id} in box {box_id}"
-    if state is PortState.BLOCKED:
-        message = f"{where} is blocked in OZmap"
-    else:
-        holder = f" by client code {client_code}" if client_code else ""
-        message = f"{where} is {state.value} in OZmap{holder}"
-    return Conflict(message, field="port", hint="choose another port or box")
 
 
 def _require_unit_serves(
@@ -690,179 +452,3 @@ def _audit_fields(r: PortReservation) -> dict[str, object]:
             "cancel_reason", "sync_state",
         ),
     )  # fmt: skip
-
-
-# --- reading -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OutboxSummary:
-    id: int
-    kind: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    done_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ReservationView:
-    id: int
-    contract_id: int
-    client_code: str
-    status: str
-    ozmap_project_id: str
-    ozmap_box_id: str
-    ozmap_splitter_id: str
-    port: int
-    drop_cable_type_id: str | None
-    reserved_by: str
-    reserved_at: datetime
-    activated_by: str | None
-    activated_at: datetime | None
-    cancelled_by: str | None
-    cancelled_at: datetime | None
-    cancel_scope: str | None
-    cancel_reason: str | None
-    sync_state: str
-    sync_error: str | None
-    synced_at: datetime | None
-    ozmap_property_id: str | None
-    ozmap_client_id: str | None
-    pending_outbox: int  # rows not yet delivered (pending or being sent)
-    outbox: list[OutboxSummary]
-
-
-def get_reservation(session: Session, reservation_id: int) -> ReservationView:
-    """The reservation with its sync state and its outbox rows (oldest first)."""
-    r = session.get(PortReservation, reservation_id, populate_existing=True)
-    if r is None:
-        raise NotFound(f"reservation {reservation_id} does not exist", field="reservation_id")
-    rows = session.exec(
-        select(OutboxEvent)
-        .where(OutboxEvent.reservation_id == r.id)
-        .order_by(OutboxEvent.id)  # type: ignore[arg-type]
-        .execution_options(populate_existing=True)
-    ).all()
-    outbox = [
-        OutboxSummary(
-            id=e.id,  # type: ignore[arg-type]
-            kind=e.kind.value,
-            status=e.status.value,
-            attempts=e.attempts,
-            next_attempt_at=e.next_attempt_at,
-            last_error=e.last_error,
-            created_at=e.created_at,
-            done_at=e.done_at,
-        )
-        for e in rows
-    ]
-    unsent = (OutboxStatus.PENDING.value, OutboxStatus.IN_PROGRESS.value)
-    return ReservationView(
-        id=r.id,  # type: ignore[arg-type]
-        contract_id=r.contract_id,
-        client_code=r.client_code,
-        status=r.status.value,
-        ozmap_project_id=r.ozmap_project_id,
-        ozmap_box_id=r.ozmap_box_id,
-        ozmap_splitter_id=r.ozmap_splitter_id,
-        port=r.port,
-        drop_cable_type_id=r.drop_cable_type_id,
-        reserved_by=r.reserved_by,
-        reserved_at=r.reserved_at,
-        activated_by=r.activated_by,
-        activated_at=r.activated_at,
-        cancelled_by=r.cancelled_by,
-        cancelled_at=r.cancelled_at,
-        cancel_scope=r.cancel_scope.value if r.cancel_scope else None,
-        cancel_reason=r.cancel_reason,
-        sync_state=r.sync_state.value,
-        sync_error=r.sync_error,
-        synced_at=r.synced_at,
-        ozmap_property_id=r.ozmap_property_id,
-        ozmap_client_id=r.ozmap_client_id,
-        pending_outbox=sum(1 for e in outbox if e.status in unsent),
-        outbox=outbox,
-    )
-
-
-# --- the immediate push after commit -------------------------------------------------------
-
-_push_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="outbox-push")
-_push_clients: dict[tuple[int, str, float], OZmapClient] = {}
-_push_clients_lock = threading.Lock()
-
-
-def _sync_engine() -> ModuleType | None:
-    """`domain.sync` (the outbox sync engine), or None where it is not installed."""
-    if importlib.util.find_spec("domain.sync") is None:
-        return None
-    return importlib.import_module("domain.sync")
-
-
-def _push_client(sync: ModuleType) -> OZmapClient:
-    """One per process and OZmap URL: short timeout, no retries of its own (the outbox
-    retries), so an ERP action never waits long for OZmap."""
-    from config import get_settings
-
-    settings = get_settings()
-    key = (os.getpid(), settings.ozmap_url, settings.ozmap_push_timeout_seconds)
-    with _push_clients_lock:
-        client = _push_clients.get(key)
-        if client is None or client.closed:
-            client = _push_clients[key] = sync.make_push_client(settings)
-        return client
-
-
-def push_pending(
-    reservation_id: int,
-    *,
-    engine: sa.Engine,
-    timeout: float,
-    client: OZmapClient | None = None,
-) -> bool:
-    """Try now, for at most `timeout` seconds, to deliver the reservation's unsent outbox rows.
-
-    Call it AFTER the commit. Uses the sync engine's `push_now` (which keeps the order per
-    reservation); without `domain.sync` it does nothing and the scheduled sync delivers.
-    Never raises: whatever is not delivered stays in the outbox. True when every row was
-    tried within the time.
-    """
-    sync = _sync_engine()
-    if sync is None:
-        log.debug("domain.sync not available; the scheduled sync will deliver")
-        return False
-    with Session(engine) as s:
-        ids = list(
-            s.exec(
-                select(OutboxEvent.id)
-                .where(
-                    OutboxEvent.reservation_id == reservation_id,
-                    OutboxEvent.status == OutboxStatus.PENDING,
-                )
-                .order_by(OutboxEvent.id)  # type: ignore[arg-type]
-            ).all()
-        )
-    if not ids:
-        return True
-    deadline = time.monotonic() + timeout
-
-    def run() -> None:
-        oz = client or _push_client(sync)
-        for event_id in ids:
-            if time.monotonic() > deadline:
-                return
-            sync.push_now(event_id, engine=engine, client=oz)
-
-    future = _push_pool.submit(run)
-    try:
-        future.result(timeout=max(0.0, deadline - time.monotonic()))
-        return True
-    except FutureTimeout:
-        # Left running in the background; its lease on the row prevents a double delivery.
-        log.info("immediate push of reservation %s exceeded %.1fs", reservation_id, timeout)
-    except Exception:
-        log.warning("immediate push of reservation %s failed", reservation_id, exc_info=True)
-    return False
