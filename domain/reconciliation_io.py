@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.outbox import enqueue
+from domain.outbox import enqueue, parse_payload
 from domain.reconciliation import (
     CLASSES,
     ERP_CODE_PREFIX,
@@ -978,9 +978,8 @@ def _repair_one(
         if exists is None:
             enqueue(
                 session,
-                kind=action.kind,
                 reservation=res,
-                payload=action.payload,
+                payload=parse_payload(action.kind, action.payload),
                 idempotency_key=action.idempotency_key,
             )
             result.outbox_rows += 1

@@ -2,8 +2,8 @@
 
 Each action validates, then writes the reservation, its outbox row (what OZmap must see) and an
 audit row in the caller's transaction; the caller commits. Nothing is sent to OZmap here: after
-the commit the caller may `push_pending` (part of the sync engine, tried at once with a short
-timeout) and the scheduled sync delivers whatever is left.
+the commit the caller may `domain.outbox.push_pending` (tried at once with a short timeout) and
+the scheduled sync delivers whatever is left.
 
 Rules chosen here (and why):
 - Reserve: sellers (and admins). The port is re-checked live in OZmap. If OZmap cannot be
@@ -25,26 +25,17 @@ Rules chosen here (and why):
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-import os
-import threading
-import time
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
-from types import ModuleType
 
-import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from domain import audit
 from domain.cable_types import unknown_cable
 from domain.errors import Conflict, ExternalUnavailable, Forbidden, InvalidInput, NotFound
-from domain.outbox import enqueue
+from domain.outbox import ActivatePayload, CancelPayload, ReservePayload, enqueue
 from domain.reservation_rows import insert_reservation
 from domain.service_requests import require_owner
 from domain.units import project_ids_of
@@ -59,7 +50,6 @@ from models import (
     NetworkBox,
     NetworkSplitter,
     OutboxEvent,
-    OutboxKind,
     OutboxStatus,
     PortReservation,
     ReservationStatus,
@@ -162,19 +152,18 @@ def reserve(
     choice = next(c for c in choices if (c.splitter_id, c.port) == _port_of(reservation))
     enqueue(
         session,
-        kind=OutboxKind.RESERVE,
         reservation=reservation,
-        payload={
-            "code": code,
-            "name": customer.name if customer else code,
-            "project_id": choice.project_id,
-            "box_id": box_id,
-            "splitter_id": choice.splitter_id,
-            "port": choice.port,
-            "lat": lat,
-            "lng": lng,
-            "address": address,
-        },
+        payload=ReservePayload(
+            code=code,
+            name=customer.name if customer else code,
+            project_id=choice.project_id,
+            box_id=box_id,
+            splitter_id=choice.splitter_id,
+            port=choice.port,
+            lat=lat,
+            lng=lng,
+            address=address,
+        ),
     )
     _audit(session, actor, "reserve", reservation, checked_in=choice.source)
     if choice.source == SOURCE_CACHE:
@@ -531,9 +520,8 @@ def activate(
     reservation.drop_cable_type_id = cable
     enqueue(
         session,
-        kind=OutboxKind.ACTIVATE,
         reservation=reservation,
-        payload={"code": reservation.client_code, "cable_type_id": cable},
+        payload=ActivatePayload(code=reservation.client_code, cable_type_id=cable),
     )
     _audit(session, actor, "activate", reservation, before)
     return reservation
@@ -588,10 +576,7 @@ def cancel(
     reservation.cancel_reason = text
     if scope is CancelScope.ERP_AND_OZMAP:
         enqueue(
-            session,
-            kind=OutboxKind.CANCEL,
-            reservation=reservation,
-            payload={"code": reservation.client_code},
+            session, reservation=reservation, payload=CancelPayload(code=reservation.client_code)
         )
     else:
         reservation.sync_state = SyncState.NOT_APPLICABLE
@@ -786,83 +771,3 @@ def get_reservation(session: Session, reservation_id: int) -> ReservationView:
         pending_outbox=sum(1 for e in outbox if e.status in unsent),
         outbox=outbox,
     )
-
-
-# --- the immediate push after commit -------------------------------------------------------
-
-_push_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="outbox-push")
-_push_clients: dict[tuple[int, str, float], OZmapClient] = {}
-_push_clients_lock = threading.Lock()
-
-
-def _sync_engine() -> ModuleType | None:
-    """`domain.sync` (the outbox sync engine), or None where it is not installed."""
-    if importlib.util.find_spec("domain.sync") is None:
-        return None
-    return importlib.import_module("domain.sync")
-
-
-def _push_client(sync: ModuleType) -> OZmapClient:
-    """One per process and OZmap URL: short timeout, no retries of its own (the outbox
-    retries), so an ERP action never waits long for OZmap."""
-    from config import get_settings
-
-    settings = get_settings()
-    key = (os.getpid(), settings.ozmap_url, settings.ozmap_push_timeout_seconds)
-    with _push_clients_lock:
-        client = _push_clients.get(key)
-        if client is None or client.closed:
-            client = _push_clients[key] = sync.make_push_client(settings)
-        return client
-
-
-def push_pending(
-    reservation_id: int,
-    *,
-    engine: sa.Engine,
-    timeout: float,
-    client: OZmapClient | None = None,
-) -> bool:
-    """Try now, for at most `timeout` seconds, to deliver the reservation's unsent outbox rows.
-
-    Call it AFTER the commit. Uses the sync engine's `push_now` (which keeps the order per
-    reservation); without `domain.sync` it does nothing and the scheduled sync delivers.
-    Never raises: whatever is not delivered stays in the outbox. True when every row was
-    tried within the time.
-    """
-    sync = _sync_engine()
-    if sync is None:
-        log.debug("domain.sync not available; the scheduled sync will deliver")
-        return False
-    with Session(engine) as s:
-        ids = list(
-            s.exec(
-                select(OutboxEvent.id)
-                .where(
-                    OutboxEvent.reservation_id == reservation_id,
-                    OutboxEvent.status == OutboxStatus.PENDING,
-                )
-                .order_by(OutboxEvent.id)  # type: ignore[arg-type]
-            ).all()
-        )
-    if not ids:
-        return True
-    deadline = time.monotonic() + timeout
-
-    def run() -> None:
-        oz = client or _push_client(sync)
-        for event_id in ids:
-            if time.monotonic() > deadline:
-                return
-            sync.push_now(event_id, engine=engine, client=oz)
-
-    future = _push_pool.submit(run)
-    try:
-        future.result(timeout=max(0.0, deadline - time.monotonic()))
-        return True
-    except FutureTimeout:
-        # Left running in the background; its lease on the row prevents a double delivery.
-        log.info("immediate push of reservation %s exceeded %.1fs", reservation_id, timeout)
-    except Exception:
-        log.warning("immediate push of reservation %s failed", reservation_id, exc_info=True)
-    return False
