@@ -22,9 +22,10 @@ from sqlmodel import Session
 from cli.common import console, fail, friendly_errors, print_json
 from cli.reservations import acting
 from config import get_settings
-from domain import approval, reservations
+from domain import approval
+from domain.outbox import push_pending
 from models.db import get_engine
-from ozmap.client import get_client
+from ozmap.factory import client_for
 
 app = typer.Typer(
     help="Contract approval: run the routine, approve one contract, record an authentication.",
@@ -71,7 +72,7 @@ def run(
         dry_run=dry_run,
         limit=limit,
         as_of=moment,
-        live_cables=lambda: get_client().list_drop_cable_types(),
+        live_cables=lambda: client_for(get_settings()).list_drop_cable_types(),
     )
     if as_json:
         results = report.table(max_rows=len(report.results))
@@ -101,14 +102,14 @@ def approve(contract_id: int, as_user: str | None = AS_USER) -> None:
             session,
             contract_id,
             actor=actor,
-            live_cables=lambda: get_client().list_drop_cable_types(),
+            live_cables=lambda: client_for(get_settings()).list_drop_cable_types(),
         )
     if view.changed and view.reservation_id and view.reservation_status == "active":
         # Like a technician's activation: try OZmap now; the outbox delivers otherwise.
-        reservations.push_pending(
+        push_pending(
             view.reservation_id,
             engine=get_engine(),
-            timeout=get_settings().ozmap_push_timeout_seconds,
+            settings=get_settings(),
         )
     print_json(asdict(view))
 

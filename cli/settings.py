@@ -13,9 +13,10 @@ from dataclasses import asdict
 import typer
 
 from cli.common import admin_session, console, friendly_errors, print_json
+from config import get_settings
 from domain import parameters
 from models import ApprovalTrigger
-from ozmap.client import get_client
+from ozmap.factory import client_for
 
 app = typer.Typer(
     help="Billing ('quando aprovar os contratos') and integration (automatic activation) settings.",
@@ -88,7 +89,10 @@ def integration(
     )
     with admin_session() as (session, admin):
         view = parameters.update_integration(
-            session, data, actor=admin, cable_types=lambda: get_client().list_drop_cable_types()
+            session,
+            data,
+            actor=admin,
+            cable_types=lambda: client_for(get_settings()).list_drop_cable_types(),
         )
     state = "on" if view.auto_activate_on_approval else "off"
     name = view.auto_approval_cable_type_name or "-"
@@ -102,6 +106,8 @@ def integration(
 @friendly_errors
 def cables() -> None:
     """List the drop cable types OZmap offers now (what --cable accepts)."""
-    offered = parameters.live_drop_cables(lambda: get_client().list_drop_cable_types())
+    offered = parameters.live_drop_cables(
+        lambda: client_for(get_settings()).list_drop_cable_types()
+    )
     for c in offered:
         console.print(f"{c.id}  {c.code}  {c.description or ''}", highlight=False)

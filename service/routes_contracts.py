@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from config import get_settings
-from domain import approval, reservations
+from domain import approval
+from domain.outbox import push_pending
 from domain.users import Principal
 from models import UserRole
 from models.db import get_engine
-from ozmap.client import OZmapClient, get_client
+from ozmap.client import OZmapClient
+from ozmap.factory import client_for
 from service import events
 from service.auth import db_session, require_role
 
@@ -30,7 +32,7 @@ router = APIRouter(prefix="/contracts", tags=["contract approval"])
 
 def ozmap_client() -> OZmapClient:
     """The process-wide OZmap client (OZMAP_URL, OZMAP_API_KEY)."""
-    return get_client()
+    return client_for(get_settings(), "interactive")
 
 
 class AuthenticationIn(BaseModel):
@@ -67,10 +69,10 @@ def approve_contract(
     )
     session.commit()
     if view.changed and view.reservation_id and view.reservation_status == "active":
-        reservations.push_pending(
+        push_pending(
             view.reservation_id,
             engine=get_engine(),
-            timeout=get_settings().ozmap_push_timeout_seconds,
+            settings=get_settings(),
         )
         events.reservation_changed(
             view.reservation_id,

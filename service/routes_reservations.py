@@ -16,10 +16,12 @@ from sqlmodel import Session
 
 from config import get_settings
 from domain import cable_types, reservations
+from domain.outbox import push_pending
 from domain.users import Principal
 from models import CancelScope, PortReservation, UserRole
 from models.db import get_engine
-from ozmap.client import OZmapClient, get_client
+from ozmap.client import OZmapClient
+from ozmap.factory import client_for
 from service import events
 from service.auth import db_session, require_role
 
@@ -30,7 +32,7 @@ _ANY_ROLE = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)
 
 def ozmap_client() -> OZmapClient:
     """The process-wide OZmap client (OZMAP_URL, OZMAP_API_KEY); a dependency tests can follow."""
-    return get_client()
+    return client_for(get_settings(), "interactive")
 
 
 class ReserveIn(BaseModel):
@@ -137,10 +139,10 @@ def _after_action(
 ) -> dict[str, Any]:
     """Commit, try the immediate push, announce the change; the view after all that."""
     session.commit()
-    reservations.push_pending(
+    push_pending(
         reservation.id,  # type: ignore[arg-type]
         engine=get_engine(),
-        timeout=get_settings().ozmap_push_timeout_seconds,
+        settings=get_settings(),
     )
     view = reservations.get_reservation(session, reservation.id)  # type: ignore[arg-type]
     events.reservation_changed(

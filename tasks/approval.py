@@ -14,11 +14,12 @@ from datetime import datetime
 from prefect import get_run_logger, task
 from sqlmodel import Session
 
+from config import get_settings
 from domain import approval
 from domain.approval import ApprovalPlan, ContractResult
 from models.db import get_engine, session_scope
-from ozmap.client import get_client
 from ozmap.errors import OZmapError
+from ozmap.factory import client_for
 from ozmap.models import CableType
 from tasks.policy import reliable
 
@@ -35,7 +36,7 @@ def _session() -> Session:
 def _live_drop_cables() -> list[CableType] | None:
     """OZmap's drop cables; None when OZmap stays unreachable (the client already retried)."""
     try:
-        return get_client().list_drop_cable_types()
+        return client_for(get_settings()).list_drop_cable_types()
     except OZmapError as exc:
         if not exc.transient:
             raise  # credentials or protocol: an operator must look, fail loudly
