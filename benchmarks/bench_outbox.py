@@ -73,7 +73,7 @@ def _drain_worker(db_url: str, sim_url: str, concurrency: int, go: Any, out: Any
     engine = create_db_engine(db_url)
     with _client(sim_url) as client:
         go.wait()
-        r = drain(engine, client, batch_size=200, concurrency=concurrency, max_attempts=12,
+        r = drain(engine, client, batch_size=200, concurrency=concurrency,
                   backoff=Backoff(base_seconds=0.2, cap_seconds=2.0))  # fmt: skip
     out.put((r.delivered, r.batches))
 
@@ -357,7 +357,7 @@ def throughput(
             erp.reserve(fp)
 
         def baseline() -> int:
-            r = drain(engine, client, worker_id="baseline", batch_size=1, concurrency=1, max_attempts=12,
+            r = drain(engine, client, worker_id="baseline", batch_size=1, concurrency=1,
                       backoff=quick)  # fmt: skip
             return r.delivered
 
@@ -368,7 +368,7 @@ def throughput(
         rids = [erp.reserve(fp)[0] for fp in sets[1]]
 
         def engine_run() -> int:
-            r = drain(engine, client, worker_id="engine", batch_size=200, max_attempts=12,
+            r = drain(engine, client, worker_id="engine", batch_size=200,
                       concurrency=args.concurrency, backoff=quick)  # fmt: skip
             return r.delivered
 
@@ -386,7 +386,7 @@ def throughput(
             elif roll < 0.8:
                 erp.cancel(rid)
         wave = _measure(sim, lambda: drain(
-            engine, client, worker_id="engine-mixed", batch_size=200, max_attempts=12,
+            engine, client, worker_id="engine-mixed", batch_size=200,
             concurrency=args.concurrency, backoff=quick,
         ).delivered)  # fmt: skip
         print(wave.line("sync engine: ACTIVATE (6 calls) + CANCEL (2)"))
@@ -486,8 +486,7 @@ def lag_push_now(
                 if fire or now >= next_tick:
                     if now >= next_tick:
                         next_tick += args.poll_seconds
-                    drain(engine, client, worker_id="triggered", concurrency=8, backoff=backoff,
-                          max_attempts=12)  # fmt: skip
+                    drain(engine, client, worker_id="triggered", concurrency=8, backoff=backoff)
                 time.sleep(0.05)
 
     runner = threading.Thread(target=triggered_runs, daemon=True)
@@ -503,7 +502,7 @@ def lag_push_now(
                 time.sleep(wait)
             _, eid = erp.reserve(ports[i])
             events.append(eid)
-            outcome = push_now(eid, engine=engine, client=push_client, max_attempts=12)
+            outcome = push_now(eid, engine=engine, client=push_client)
             if outcome is not None and outcome.result.value == "done":
                 pushed_ok += 1
             else:  # the service emits erp.reservation.changed; a run starts a bit later

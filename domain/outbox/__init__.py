@@ -48,6 +48,7 @@ from domain.outbox.record import record_outcome, record_outcomes
 from domain.outbox.report import DrainReport, percentile
 from domain.outbox.types import (
     DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
     PUSH_LEASE_SECONDS,
     Backoff,
     BatchReport,
@@ -61,6 +62,7 @@ from domain.outbox.types import (
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_MAX_ATTEMPTS",
     "PUSH_LEASE_SECONDS",
     "ActivatePayload",
     "Backoff",

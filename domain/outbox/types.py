@@ -18,6 +18,7 @@ from ozmap.models import Activation, Reservation, ReserveRequest
 # (15 s read timeout x 5 attempts + backoff is about 2 minutes with the default settings).
 DEFAULT_LEASE_SECONDS = 300.0
 PUSH_LEASE_SECONDS = 60.0
+DEFAULT_MAX_ATTEMPTS = 12  # OUTBOX_MAX_ATTEMPTS' default; tasks pass the configured value
 ERROR_CHARS = 1000  # last_error holds 2000, sync_error 1000
 
 ACTIVE = (OutboxStatus.PENDING, OutboxStatus.IN_PROGRESS)

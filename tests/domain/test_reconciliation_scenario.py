@@ -8,8 +8,8 @@ from sqlmodel import Session, select
 
 from domain import reconciliation_io as rio
 from domain.errors import Conflict, InvalidInput
+from domain.outbox import Backoff, drain
 from domain.reconciliation import DiscrepancyClass as K
-from domain.sync import Backoff, drain
 from models import Discrepancy, OutboxEvent, OutboxStatus, ReconciliationRun, RunStatus
 
 from .reconciliation_scenario import PREFIX, UNIT, Scenario, async_factory, plant, sync_client
