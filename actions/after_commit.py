@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from actions import events
 from config import get_settings
 from domain import reservations
+from domain.outbox import push_pending
 from domain.reservations import ReservationView
 from models.db import get_engine, session_scope
 
@@ -32,9 +33,7 @@ def after_commit(
     processes such as the CLI.
     """
     engine = engine or get_engine()
-    reservations.push_pending(
-        reservation_id, engine=engine, timeout=get_settings().ozmap_push_timeout_seconds
-    )
+    push_pending(reservation_id, engine=engine, settings=get_settings())
     with session_scope(engine) as session:
         view = reservations.get_reservation(session, reservation_id)
     events.reservation_changed(

@@ -7,7 +7,7 @@ SQLite, against the OZmap simulator in a child process:
   against the named baseline, a flow with **one task per contract** (same domain function,
   same parallelism: 4 threads), on separate but identical sets of contracts in the same run;
 * time until OZmap has them: approve + enqueue, then the outbox drained to the simulator by the
-  sync engine (``domain.sync.drain``, 8 concurrent pushes), until every ACTIVATE row is done;
+  sync engine (``domain.outbox.drain``, 8 concurrent pushes), until every ACTIVATE row is done;
   a sample of the ports is then read back from OZmap (active, with the right client). For the
   baseline only with ``--baseline-to-ozmap`` (the drain is the same code either way, and it
   doubles the simulator work); otherwise its ACTIVATE rows are superseded, never pushed.
@@ -239,13 +239,19 @@ def _populate(
 
 def _drain(engine: Any, label: str) -> float:
     """Push every due outbox row to the simulator; seconds; exits if anything did not land."""
-    from domain import sync
+    from config import get_settings
+    from domain import outbox
+    from ozmap import OZmapClient
 
     t0 = time.perf_counter()
-    with sync.make_sync_client() as client:
-        report = sync.drain(engine, client, batch_size=200, concurrency=8)
+    settings = get_settings()
+    with OZmapClient.from_settings(settings) as client:
+        report = outbox.drain(
+            engine, client, batch_size=200, concurrency=8,
+            max_attempts=settings.outbox_max_attempts,
+        )  # fmt: skip
     seconds = time.perf_counter() - t0
-    bad = [o for o in report.outcomes if o.result is not sync.Result.DONE]
+    bad = [o for o in report.outcomes if o.result is not outbox.Result.DONE]
     print(
         f"  drain ({label}): {report.delivered:,} delivered in {seconds:.1f} s "
         f"({report.delivered / seconds if seconds else 0:,.0f}/s), {len(bad)} not done",
@@ -258,10 +264,11 @@ def _drain(engine: Any, label: str) -> float:
 
 def _check_in_ozmap(contract_ids: list[int], ports: dict[int, FreePort], sample: int = 100) -> None:
     """A random sample of the activated ports, read back from OZmap: active (implanted)."""
-    from ozmap.client import get_client
+    from config import get_settings
+    from ozmap.factory import client_for
     from ozmap.models import PortState
 
-    client = get_client()
+    client = client_for(get_settings())
     picked = random.sample(contract_ids, min(sample, len(contract_ids)))
     for k in picked:
         p = ports[k]
@@ -378,26 +385,27 @@ def _bench(n: int, nb: int, database: str, boxes: int, baseline_to_ozmap: bool) 
     from prefect.testing.utilities import prefect_test_harness
     from sqlmodel import Session
 
+    from config import get_settings
     from domain import parameters
     from domain.users import Principal
     from flows.approval import approve_contracts
     from models import ServiceRequest, UserRole
     from models.base import utcnow
     from models.db import get_engine
-    from ozmap.client import get_client
+    from ozmap.factory import client_for
 
     engine = get_engine()
     print(
         f"set-up: simulator with {boxes:,} boxes, {database}, {nb:,} + {n:,} contracts", flush=True
     )
     t0 = time.perf_counter()
-    ports = _free_ports(get_client(), n + nb)
+    ports = _free_ports(client_for(get_settings()), n + nb)
     baseline_ids, measured_ids, port_of = _populate(
         engine, ports, nb, baseline_in_ozmap=baseline_to_ozmap
     )
     print(f"  ERP rows written in {time.perf_counter() - t0:.1f} s", flush=True)
     _drain(engine, "set-up: reservations to OZmap")
-    cable = get_client().list_drop_cable_types()[0]
+    cable = client_for(get_settings()).list_drop_cable_types()[0]
     admin = Principal(user_id=None, username="bench", role=UserRole.ADMIN)
     with Session(engine) as s:
         parameters.update_integration(
@@ -406,7 +414,7 @@ def _bench(n: int, nb: int, database: str, boxes: int, baseline_to_ozmap: bool) 
                 auto_activate_on_approval=True, auto_approval_cable_type_id=cable.id
             ),
             actor=admin,
-            ozmap=get_client(),
+            ozmap=client_for(get_settings()),
         )
         s.commit()
 

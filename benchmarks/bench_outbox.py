@@ -5,7 +5,7 @@ measurement, same seed), on SQLite (the embedded default) or PostgreSQL (``--dat
 postgres``):
 
 1. **Throughput** of RESERVE events (4 HTTP calls each: lookup by code, splitter, POST,
-   duplicate check) delivered by the sync engine (``domain.sync.drain``: batches of 200,
+   duplicate check) delivered by the sync engine (``domain.outbox.drain``: batches of 200,
    ``--concurrency`` pushes at a time) against the named baseline **sequential**: the same
    engine one event at a time (batch of 1, one push in flight), on separate but identical sets
    of events in the same run. Then a mixed ACTIVATE / CANCEL wave through the engine, and as a
@@ -67,7 +67,7 @@ def _serve(boxes: int, seed: int, ready: Any, stop: Any) -> None:
 
 def _drain_worker(db_url: str, sim_url: str, concurrency: int, go: Any, out: Any) -> None:
     """Child process: one more sync worker draining the same outbox (SKIP LOCKED / queued)."""
-    from domain.sync import Backoff, drain
+    from domain.outbox import Backoff, drain
     from models.db import create_db_engine
 
     engine = create_db_engine(db_url)
@@ -165,9 +165,9 @@ class Erp:
     def reserve(self, fp: FreePort) -> tuple[int, int]:
         from sqlmodel import Session
 
-        from domain.outbox import enqueue
+        from domain.outbox import ReservePayload, enqueue
         from domain.reservation_rows import insert_reservation
-        from models import ContractStage, OutboxKind, PortReservation, ReservationStatus, SyncState
+        from models import ContractStage, PortReservation, ReservationStatus, SyncState
 
         self.n += 1
         with Session(self.engine, expire_on_commit=False) as s:
@@ -185,12 +185,12 @@ class Erp:
                 sync_state=SyncState.PENDING,
             )  # fmt: skip
             insert_reservation(s, res)
-            payload = {
-                "code": code, "name": f"Cliente {self.n}", "project_id": fp.project_id,
-                "box_id": fp.box_id, "splitter_id": fp.splitter_id, "port": fp.port,
-                "lat": fp.lat, "lng": fp.lng, "address": "Rua do Benchmark, 1",
-            }  # fmt: skip
-            ev = enqueue(s, kind=OutboxKind.RESERVE, reservation=res, payload=payload)
+            payload = ReservePayload(
+                code=code, name=f"Cliente {self.n}", project_id=fp.project_id,
+                box_id=fp.box_id, splitter_id=fp.splitter_id, port=fp.port,
+                lat=fp.lat, lng=fp.lng, address="Rua do Benchmark, 1",
+            )  # fmt: skip
+            ev = enqueue(s, reservation=res, payload=payload)
             s.commit()
             return res.id, ev.id
 
@@ -203,8 +203,8 @@ class Erp:
     def _change(self, rid: int, kind: str, cable: str | None) -> int:
         from sqlmodel import Session
 
-        from domain.outbox import enqueue
-        from models import CancelScope, OutboxKind, PortReservation, ReservationStatus
+        from domain.outbox import ActivatePayload, CancelPayload, OutboxPayload, enqueue
+        from models import CancelScope, PortReservation, ReservationStatus
         from models.base import utcnow
 
         with Session(self.engine, expire_on_commit=False) as s:
@@ -212,15 +212,17 @@ class Erp:
             if kind == "activate":
                 res.status, res.drop_cable_type_id = ReservationStatus.ACTIVE, cable
                 res.activated_by, res.activated_at = "bench", utcnow()
-                payload = {"code": res.client_code, "cable_type_id": cable}
+                payload: OutboxPayload = ActivatePayload(
+                    code=res.client_code, cable_type_id=cable or ""
+                )
             else:
                 res.status, res.cancel_scope = (
                     ReservationStatus.CANCELLED,
                     CancelScope.ERP_AND_OZMAP,
                 )
                 res.cancel_reason, res.cancelled_by, res.cancelled_at = "bench", "bench", utcnow()
-                payload = {"code": res.client_code}
-            ev = enqueue(s, kind=OutboxKind(kind), reservation=res, payload=payload)
+                payload = CancelPayload(code=res.client_code)
+            ev = enqueue(s, reservation=res, payload=payload)
             s.commit()
             return ev.id
 
@@ -326,12 +328,14 @@ def _measure(sim: Simulator, work: Callable[[], int]) -> Measured:
     return Measured(n, took, sim.cpu() - s0, sum(me.cpu_times()[:2]) - m0)
 
 
-def _reserve_kwargs(fp: FreePort, code: str) -> dict[str, Any]:
-    return {
-        "code": code, "name": "Cliente", "project_id": fp.project_id, "box_id": fp.box_id,
-        "splitter_id": fp.splitter_id, "port": fp.port, "lat": fp.lat, "lng": fp.lng,
-        "address": "Rua do Benchmark, 1",
-    }  # fmt: skip
+def _reserve_request(fp: FreePort, code: str) -> Any:
+    from ozmap.models import ReserveRequest
+
+    return ReserveRequest(
+        code=code, name="Cliente", project_id=fp.project_id, box_id=fp.box_id,
+        splitter_id=fp.splitter_id, port=fp.port, lat=fp.lat, lng=fp.lng,
+        address="Rua do Benchmark, 1",
+    )  # fmt: skip
 
 
 def throughput(
@@ -340,7 +344,7 @@ def throughput(
     """Engine events/s; prints the engine, the sequential baseline and OZmap's own ceiling."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from domain.sync import Backoff, drain
+    from domain.outbox import Backoff, drain
 
     n = args.events
     quick = Backoff(base_seconds=0.2, cap_seconds=2.0)
@@ -420,7 +424,7 @@ def throughput(
         def direct() -> int:
             with ThreadPoolExecutor(args.concurrency) as pool:
                 done = pool.map(
-                    lambda fp: client.reserve_port(**_reserve_kwargs(fp, f"DIRECT-{fp.port}-"
+                    lambda fp: client.reserve_port(_reserve_request(fp, f"DIRECT-{fp.port}-"
                                                                      f"{fp.splitter_id}")),
                     sets[2],
                 )  # fmt: skip
@@ -458,7 +462,7 @@ def lag_push_now(
     args: argparse.Namespace, url: str, engine: Any, erp: Erp, ports: list[FreePort]
 ) -> tuple[float, float, float, int]:
     """Measure (b): push at once; failed pushes wait for the event-triggered run."""
-    from domain.sync import Backoff, drain, outbox_overview, push_now
+    from domain.outbox import Backoff, drain, outbox_overview, push_now
 
     def settled() -> bool:
         ov = outbox_overview(engine)

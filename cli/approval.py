@@ -22,9 +22,10 @@ from sqlmodel import Session
 from actions.after_commit import after_commit
 from cli.common import console, fail, friendly_errors, print_json
 from cli.reservations import acting
+from config import get_settings
 from domain import approval
 from models.db import get_engine
-from ozmap.client import get_client
+from ozmap.factory import client_for
 
 app = typer.Typer(
     help="Contract approval: run the routine, approve one contract, record an authentication.",
@@ -67,7 +68,7 @@ def run(
         console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {DEPLOYMENT}")
         return
     steps = approval.LocalSteps(
-        lambda: Session(get_engine(), expire_on_commit=False), ozmap=get_client()
+        lambda: Session(get_engine(), expire_on_commit=False), ozmap=client_for(get_settings())
     )
     report = approval.run_approval(steps, dry_run=dry_run, limit=limit, as_of=moment)
     if as_json:
@@ -94,7 +95,9 @@ _ATTENTION = (approval.ContractOutcome.SKIPPED, approval.ContractOutcome.FAILED)
 def approve(contract_id: int, as_user: str | None = AS_USER) -> None:
     """Approve one contract now, whatever the trigger (billing's manual approval)."""
     with acting(as_user) as (session, actor):
-        view = approval.approve_contract(session, contract_id, actor=actor, ozmap=get_client())
+        view = approval.approve_contract(
+            session, contract_id, actor=actor, ozmap=client_for(get_settings())
+        )
         who = actor.username
     if view.changed and view.reservation_id and view.reservation_status == "active":
         # Like a technician's activation: try OZmap now (the outbox delivers otherwise).

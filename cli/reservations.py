@@ -18,12 +18,13 @@ from sqlmodel import Session, select
 from actions import events
 from actions.after_commit import after_commit
 from cli.common import console, friendly_errors, print_json
+from config import get_settings
 from domain import cable_types, reservations, service_requests
 from domain.errors import NotFound
 from domain.users import Principal, cli_admin
 from models import AppUser, CancelScope, ServiceRequestStatus
 from models.db import session_scope
-from ozmap.client import get_client
+from ozmap.factory import client_for
 
 app = typer.Typer(
     help="Port reservations: reserve, show, activate, cancel; drop cable types.",
@@ -72,7 +73,7 @@ def reserve_cmd(
         session.commit()  # end the look-up's transaction: no lock waits on OZmap
         r = reservations.reserve(
             session, contract_id=contract_id, box_id=box, splitter_id=splitter, port=port,
-            actor=actor, ozmap=get_client(),
+            actor=actor, ozmap=client_for(get_settings()),
         )  # fmt: skip
         rid, who = r.id, actor.username
     _after_reservation_action(rid, "reserve", who)  # type: ignore[arg-type]
@@ -95,7 +96,7 @@ def activate_cmd(
     as_user: str | None = AS_USER,
 ) -> None:
     """Activate a reserved port ('Ativar reserva da porta') with a drop cable type."""
-    client = get_client()
+    client = client_for(get_settings())
     with acting(as_user) as (session, actor):
         session.commit()  # end the look-up's transaction: no lock waits on OZmap
         r = reservations.activate(
@@ -133,7 +134,7 @@ def cancel_cmd(
 def cable_types_cmd() -> None:
     """List the drop cable types OZmap offers."""
     table = Table("id", "code", "description", "fibers")
-    for t in cable_types.drop_cable_types(get_client()):
+    for t in cable_types.drop_cable_types(client_for(get_settings())):
         table.add_row(t.id, t.code, t.description or "", str(t.fiber_number or ""))
     console.print(table)
 

@@ -13,9 +13,10 @@ from dataclasses import asdict
 import typer
 
 from cli.common import admin_session, console, friendly_errors, print_json
+from config import get_settings
 from domain import cable_types, parameters
 from models import ApprovalTrigger
-from ozmap.client import get_client
+from ozmap.factory import client_for
 
 app = typer.Typer(
     help="Billing ('quando aprovar os contratos') and integration (automatic activation) settings.",
@@ -87,7 +88,9 @@ def integration(
         auto_activate_on_approval=auto_activate, auto_approval_cable_type_id=cable
     )
     with admin_session() as (session, admin):
-        view = parameters.update_integration(session, data, actor=admin, ozmap=get_client())
+        view = parameters.update_integration(
+            session, data, actor=admin, ozmap=client_for(get_settings())
+        )
     state = "on" if view.auto_activate_on_approval else "off"
     name = view.auto_approval_cable_type_name or "-"
     console.print(
@@ -100,6 +103,6 @@ def integration(
 @friendly_errors
 def cables() -> None:
     """List the drop cable types OZmap offers now (what --cable accepts)."""
-    offered = cable_types.drop_cable_types(get_client(), refresh=True)
+    offered = cable_types.drop_cable_types(client_for(get_settings()), refresh=True)
     for c in offered:
         console.print(f"{c.id}  {c.code}  {c.description or ''}", highlight=False)

@@ -386,11 +386,15 @@ def migrate_and_seed(cfg: DemoConfig, echo: Echo) -> Any:
 def _push_now(reservation_id: int) -> None:
     """Deliver one reservation to OZmap now, as the service does right after an action."""
     from config import get_settings
-    from domain.reservations import push_pending
+    from domain.outbox import push_pending
     from models.db import get_engine
 
+    settings = get_settings()
     push_pending(
-        reservation_id, engine=get_engine(), timeout=get_settings().ozmap_push_timeout_seconds * 3
+        reservation_id,
+        engine=get_engine(),
+        settings=settings,
+        timeout=settings.ozmap_push_timeout_seconds * 3,
     )
 
 

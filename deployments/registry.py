@@ -203,7 +203,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
             "Push ERP reservation changes (reserve / activate / cancel) from the outbox to "
             "OZmap. Every minute and right after each ERP action."
         ),
-        parameters={"batch_size": 200, "max_batches": 50},
+        parameters={"max_batches": 50},  # batch size: OUTBOX_BATCH_SIZE
         schedules=(Cron("* * * * *"),),
         tags=(PROJECT_TAG, "sync"),
         # Two at once (schedule + event); more are pointless: a running sync drains what is due.

@@ -1,6 +1,6 @@
 """OZmap API v2 client (httpx): typed models, filter builder, errors, sync and async clients."""
 
-from ozmap.client import AsyncOZmapClient, OZmapClient, close_client, get_client
+from ozmap.client import AsyncOZmapClient, OZmapClient
 from ozmap.errors import (
     OZmapAuthError,
     OZmapError,
@@ -24,6 +24,7 @@ from ozmap.models import (
     Project,
     Property,
     Reservation,
+    ReserveRequest,
     Splitter,
     Viability,
 )
@@ -52,10 +53,9 @@ __all__ = [
     "Project",
     "Property",
     "Reservation",
+    "ReserveRequest",
     "Splitter",
     "Viability",
-    "close_client",
-    "get_client",
     "near",
     "point_intersect",
     "within",

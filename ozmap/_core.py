@@ -38,6 +38,7 @@ from ozmap.models import (
     Project,
     Property,
     Reservation,
+    ReserveRequest,
     Splitter,
     SplitterSnapshot,
 )
@@ -428,31 +429,21 @@ def pick_survivor(props: Sequence[Property]) -> Property:
     )
 
 
-def property_body(
-    *,
-    code: str,
-    name: str,
-    project_id: str,
-    box_id: str,
-    lat: float,
-    lng: float,
-    address: str,
-    splitter_id: str | None,
-    port: int | None,
-) -> dict[str, Any]:
+def property_body(request: ReserveRequest) -> dict[str, Any]:
     """``POST /properties`` body: inline client ``implanted:false``, explicit port or auto."""
     from ozmap.models import coords_of
 
+    r = request
     body: dict[str, Any] = {
-        "project": project_id,
-        "box": box_id,
-        "coords": coords_of(lat, lng),
-        "address": address,
-        "client": {"code": code, "name": name, "implanted": False},
+        "project": r.project_id,
+        "box": r.box_id,
+        "coords": coords_of(r.lat, r.lng),
+        "address": r.address,
+        "client": {"code": r.code, "name": r.name, "implanted": False},
     }
-    if splitter_id and port:
-        body["connector"] = splitter_id
-        body["port"] = port
+    if r.splitter_id and r.port:
+        body["connector"] = r.splitter_id
+        body["port"] = r.port
     else:
         body["auto_connect"] = True
     return body

@@ -35,6 +35,7 @@ from ozmap.models import (
     Project,
     Property,
     Reservation,
+    ReserveRequest,
     Splitter,
     Viability,
     ref_id,
@@ -305,35 +306,23 @@ def _dedupe(code: str, mine: Property) -> Op[Property]:
     return survivor
 
 
-def reserve_port(
-    *,
-    code: str,
-    name: str,
-    project_id: str,
-    box_id: str,
-    lat: float,
-    lng: float,
-    address: str,
-    splitter_id: str | None = None,
-    port: int | None = None,
-    policy: core.RetryPolicy,
-) -> Op[Reservation]:
-    """Reserve a port for ``code``, idempotently (see ``OZmapClient.reserve_port``)."""
+def reserve_port(request: ReserveRequest, *, policy: core.RetryPolicy) -> Op[Reservation]:
+    """Reserve a port for ``request.code``, idempotently (see ``OZmapClient.reserve_port``)."""
+    req = request
+    code = req.code
 
     def match(props: Sequence[Property]) -> Reservation | None:
         # late binding on purpose: splitter_id/port are completed by _resolve_port below
         return core.match_reservation(
-            props, code=code, box_id=box_id, splitter_id=splitter_id, port=port
+            props, code=code, box_id=req.box_id, splitter_id=req.splitter_id, port=req.port
         )
 
     found = match((yield from find_properties_by_client_code(code)))
     if found:
         return found
-    splitter_id, port = yield from _resolve_port(box_id, splitter_id, port)
-    body = core.property_body(
-        code=code, name=name, project_id=project_id, box_id=box_id, lat=lat, lng=lng,
-        address=address, splitter_id=splitter_id, port=port,
-    )  # fmt: skip
+    splitter_id, port = yield from _resolve_port(req.box_id, req.splitter_id, req.port)
+    req = req.model_copy(update={"splitter_id": splitter_id, "port": port})
+    body = core.property_body(req)
     attempt = 0
     while True:
         try:
@@ -362,7 +351,7 @@ def reserve_port(
     return Reservation(
         property_id=prop.id,
         client_id=prop.client,
-        box_id=prop.box or box_id,
+        box_id=prop.box or req.box_id,
         splitter_id=prop.splitter_id or splitter_id,
         port=prop.port or port,
         created=True,

@@ -3,10 +3,10 @@
     with OZmapClient("https://isp.ozmap.com.br:9994/api/v2", api_key) as oz:
         for snap in oz.network_snapshot(project_id):
             ...
-        oz.reserve_port(code="C123", name="Maria", project_id=..., box_id=..., lat=..., lng=...,
-                        address="Rua X, 10")
+        oz.reserve_port(ReserveRequest(code="C123", name="Maria", project_id=..., box_id=...,
+                                       lat=..., lng=..., address="Rua X, 10"))
 
-``get_client()`` returns the process-wide client built from ``config.get_settings()``.
+``ozmap.factory.client_for(settings, purpose)`` returns the process-wide client for a purpose.
 ``AsyncOZmapClient`` offers the same operations for flows that benefit from concurrency.
 """
 
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -43,11 +42,15 @@ from ozmap.models import (
     Project,
     Property,
     Reservation,
+    ReserveRequest,
     Splitter,
     Viability,
 )
 
-__all__ = ["AsyncOZmapClient", "OZmapClient", "close_client", "get_client", "ordered"]
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+__all__ = ["AsyncOZmapClient", "OZmapClient", "ordered"]
 
 log = logging.getLogger("ozmap.client")
 T = TypeVar("T")
@@ -277,9 +280,9 @@ class OZmapClient(_BaseClient):
     # -- lifecycle --------------------------------------------------------------------------
 
     @classmethod
-    def from_settings(cls, settings: Any = None, **kwargs: Any) -> OZmapClient:
-        """Build from ``config.get_settings()`` (``ozmap_url``, ``ozmap_api_key``...)."""
-        return cls(**_settings_kwargs(settings), **kwargs)
+    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> OZmapClient:
+        """A new (uncached) client for background work, from ``settings`` or the current ones."""
+        return cls(**{**_background_options(settings), **kwargs})
 
     def close(self) -> None:
         self._http.close()
@@ -475,41 +478,15 @@ class OZmapClient(_BaseClient):
     def find_properties_by_client_code(self, code: str) -> list[Property]:
         return self._run(ops.find_properties_by_client_code(code))
 
-    def reserve_port(
-        self,
-        *,
-        code: str,
-        name: str,
-        project_id: str,
-        box_id: str,
-        lat: float,
-        lng: float,
-        address: str,
-        splitter_id: str | None = None,
-        port: int | None = None,
-    ) -> Reservation:
-        """Reserve a port for client ``code`` (property + inline client ``implanted:false``).
+    def reserve_port(self, request: ReserveRequest) -> Reservation:
+        """Reserve a port for client ``request.code`` (property + inline client
+        ``implanted:false``; see ``ReserveRequest`` for how the port is chosen).
 
-        Explicit ``splitter_id`` + ``port``; ``splitter_id`` alone (first free port of it);
-        ``port`` alone (the box's only customer-facing splitter); neither (OZmap's
-        ``auto_connect``). Idempotent by ``code``: an existing reservation on the requested
-        box/splitter/port is returned with ``created=False``; one elsewhere raises
-        ``OZmapReservationConflict``. Raises ``OZmapPortTaken`` for an occupied/blocked port.
+        Idempotent by ``code``: an existing reservation on the requested box/splitter/port is
+        returned with ``created=False``; one elsewhere raises ``OZmapReservationConflict``.
+        Raises ``OZmapPortTaken`` for an occupied/blocked port.
         """
-        return self._run(
-            ops.reserve_port(
-                code=code,
-                name=name,
-                project_id=project_id,
-                box_id=box_id,
-                lat=lat,
-                lng=lng,
-                address=address,
-                splitter_id=splitter_id,
-                port=port,
-                policy=self.policy,
-            )
-        )
+        return self._run(ops.reserve_port(request, policy=self.policy))
 
     def activate(self, code: str, cable_type_id: str) -> Activation:
         """Client ``implanted:true`` and its drop cable's type set; no-op if already so."""
@@ -573,8 +550,9 @@ class AsyncOZmapClient(_BaseClient):
         self._login_lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any = None, **kwargs: Any) -> AsyncOZmapClient:
-        return cls(**_settings_kwargs(settings), **kwargs)
+    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> AsyncOZmapClient:
+        """A new client for background work, from ``settings`` or the current ones."""
+        return cls(**{**_background_options(settings), **kwargs})
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -796,34 +774,9 @@ class AsyncOZmapClient(_BaseClient):
     async def find_properties_by_client_code(self, code: str) -> list[Property]:
         return await self._run(ops.find_properties_by_client_code(code))
 
-    async def reserve_port(
-        self,
-        *,
-        code: str,
-        name: str,
-        project_id: str,
-        box_id: str,
-        lat: float,
-        lng: float,
-        address: str,
-        splitter_id: str | None = None,
-        port: int | None = None,
-    ) -> Reservation:
+    async def reserve_port(self, request: ReserveRequest) -> Reservation:
         """See ``OZmapClient.reserve_port``."""
-        return await self._run(
-            ops.reserve_port(
-                code=code,
-                name=name,
-                project_id=project_id,
-                box_id=box_id,
-                lat=lat,
-                lng=lng,
-                address=address,
-                splitter_id=splitter_id,
-                port=port,
-                policy=self.policy,
-            )
-        )
+        return await self._run(ops.reserve_port(request, policy=self.policy))
 
     async def activate(self, code: str, cable_type_id: str) -> Activation:
         return await self._run(ops.activate(code, cable_type_id))
@@ -862,50 +815,8 @@ async def ordered(items: Any, fn: Callable[[Any], Awaitable[T]], width: int) -> 
             task.cancel()
 
 
-# --- the process-wide client ---------------------------------------------------------------
+def _background_options(settings: Settings | None) -> dict[str, Any]:
+    from config import get_settings
+    from ozmap.factory import client_options  # the factory builds on this module
 
-_client: OZmapClient | None = None
-_client_pid: int | None = None
-_client_lock = threading.Lock()
-
-
-def _settings_kwargs(settings: Any = None) -> dict[str, Any]:
-    if settings is None:
-        from config import get_settings
-
-        settings = get_settings()
-    kwargs: dict[str, Any] = {
-        "base_url": settings.ozmap_url,
-        "api_key": getattr(settings, "ozmap_api_key", None),
-    }
-    timeout = getattr(settings, "ozmap_timeout_seconds", None)
-    if timeout:
-        kwargs["timeout"] = float(timeout)
-    user = getattr(settings, "ozmap_login", None)
-    password = getattr(settings, "ozmap_password", None)
-    if user and password:
-        kwargs["login"] = (user, password)
-    return kwargs
-
-
-def get_client() -> OZmapClient:
-    """The process-wide ``OZmapClient`` built from ``config.get_settings()``.
-
-    Rebuilt after ``fork`` (a connection pool must not be shared across processes) or
-    ``close_client()``.
-    """
-    global _client, _client_pid
-    with _client_lock:
-        if _client is None or _client.closed or _client_pid != os.getpid():
-            _client = OZmapClient.from_settings()
-            _client_pid = os.getpid()
-        return _client
-
-
-def close_client() -> None:
-    """Close the process-wide client (tests, settings change); the next call rebuilds it."""
-    global _client
-    with _client_lock:
-        if _client is not None:
-            _client.close()
-            _client = None
+    return dict(client_options(settings or get_settings(), "background"))

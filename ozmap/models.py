@@ -41,6 +41,7 @@ __all__ = [
     "Project",
     "Property",
     "Reservation",
+    "ReserveRequest",
     "Splitter",
     "SplitterSnapshot",
     "Viability",
@@ -367,6 +368,27 @@ class Viability(BaseModel):
     def box_lists(self) -> dict[str, list[Any]]:
         """Every list-valued field of the answer (the box lists, whatever their names)."""
         return {k: v for k, v in (self.model_extra or {}).items() if isinstance(v, list)}
+
+
+class ReserveRequest(BaseModel):
+    """What ``reserve_port`` asks OZmap for: a property for client ``code`` on a box's port.
+
+    Explicit ``splitter_id`` + ``port``; ``splitter_id`` alone (first free port of it);
+    ``port`` alone (the box's only customer-facing splitter); neither (OZmap's
+    ``auto_connect``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name: str
+    project_id: str
+    box_id: str
+    lat: float
+    lng: float
+    address: str = ""
+    splitter_id: str | None = None
+    port: int | None = None
 
 
 class Reservation(BaseModel):

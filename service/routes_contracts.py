@@ -17,10 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from actions.after_commit import after_commit
+from config import get_settings
 from domain import approval
 from domain.users import Principal
 from models import UserRole
-from ozmap.client import OZmapClient, get_client
+from ozmap.client import OZmapClient
+from ozmap.factory import client_for
 from service.auth import db_session, require_role
 
 router = APIRouter(prefix="/contracts", tags=["contract approval"])
@@ -28,7 +30,7 @@ router = APIRouter(prefix="/contracts", tags=["contract approval"])
 
 def ozmap_client() -> OZmapClient:
     """The process-wide OZmap client (OZMAP_URL, OZMAP_API_KEY)."""
-    return get_client()
+    return client_for(get_settings(), "interactive")
 
 
 class AuthenticationIn(BaseModel):

@@ -15,10 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from actions.after_commit import after_commit
+from config import get_settings
 from domain import cable_types, reservations
 from domain.users import Principal
 from models import CancelScope, PortReservation, UserRole
-from ozmap.client import OZmapClient, get_client
+from ozmap.client import OZmapClient
+from ozmap.factory import client_for
 from service.auth import db_session, require_role
 
 router = APIRouter(tags=["port reservation"])
@@ -28,7 +30,7 @@ _ANY_ROLE = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)
 
 def ozmap_client() -> OZmapClient:
     """The process-wide OZmap client (OZMAP_URL, OZMAP_API_KEY); a dependency tests can follow."""
-    return get_client()
+    return client_for(get_settings(), "interactive")
 
 
 class ReserveIn(BaseModel):

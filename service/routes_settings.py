@@ -13,10 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlmodel import Session
 
+from config import get_settings
 from domain import parameters
 from domain.users import Principal
 from models import UserRole
-from ozmap.client import OZmapClient, get_client
+from ozmap.client import OZmapClient
+from ozmap.factory import client_for
 from service.auth import db_session, require_role
 
 router = APIRouter(prefix="/settings", tags=["settings"])
@@ -24,7 +26,7 @@ router = APIRouter(prefix="/settings", tags=["settings"])
 
 def ozmap_client() -> OZmapClient:
     """The process-wide OZmap client (OZMAP_URL, OZMAP_API_KEY)."""
-    return get_client()
+    return client_for(get_settings(), "interactive")
 
 
 @router.get("")

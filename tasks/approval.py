@@ -20,7 +20,7 @@ from config import get_settings
 from domain import approval
 from domain.approval import ApprovalPlan, ChunkDone, ContractOutcome, ContractResult
 from models.db import get_engine, session_scope
-from ozmap.client import get_client
+from ozmap.factory import client_for
 from tasks.policy import reliable
 
 RETRIES = 3
@@ -36,7 +36,7 @@ def _session() -> Session:
 @task(name="plan-contract-approval", **_RELIABLE)
 def plan_approval(as_of: datetime) -> ApprovalPlan:
     """The billing trigger and automatic-activation setup for this run."""
-    plan = approval.read_plan(session_scope, as_of=as_of, ozmap=get_client())
+    plan = approval.read_plan(session_scope, as_of=as_of, ozmap=client_for(get_settings()))
     if plan.cable_problem:
         get_run_logger().error(plan.cable_problem)
     return plan

@@ -17,9 +17,10 @@ from domain.errors import is_database_hiccup, is_transient
 
 def _state_error(state: State[Any]) -> BaseException | None:
     try:
-        return get_state_exception(state)
+        exc = get_state_exception(state)
     except Exception:  # the state carries no exception: nothing to judge
         return None
+    return exc if isinstance(exc, BaseException) else None
 
 
 def retry_if_transient(_task: Task[..., Any], _task_run: TaskRun, state: State[Any]) -> bool:

@@ -11,7 +11,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from domain.sync import (
+from config import get_settings
+from domain.outbox import (
     DEFAULT_LEASE_SECONDS,
     BatchReport,
     OutboxOverview,
@@ -19,7 +20,7 @@ from domain.sync import (
     run_batch,
 )
 from models.db import get_engine
-from ozmap import get_client
+from ozmap.factory import client_for, secrets_of
 from tasks.policy import retry_on_database_hiccup
 
 TAGS = ["ozmap", "outbox"]
@@ -40,12 +41,15 @@ TAGS = ["ozmap", "outbox"]
 )
 def sync_batch(batch_no: int, batch_size: int, worker_id: str, concurrency: int) -> BatchReport:
     """Claim one batch of due outbox rows and push it to OZmap, ``concurrency`` at a time."""
+    settings = get_settings()
     return run_batch(
         get_engine(),
-        get_client(),
+        client_for(settings, "background"),
         worker_id=worker_id,
         batch_size=batch_size,
         concurrency=concurrency,
+        max_attempts=settings.outbox_max_attempts,
+        secrets=secrets_of(settings),
     )
 
 

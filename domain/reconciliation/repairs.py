@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from domain.outbox import enqueue
+from domain.outbox import enqueue, parse_payload
 from domain.reconciliation.classes import DiscrepancyClass
 from domain.reconciliation.common import (
     ENQUEUED,
@@ -205,9 +205,8 @@ def _repair_one(
         if exists is None:
             enqueue(
                 session,
-                kind=action.kind,
                 reservation=res,
-                payload=action.payload,
+                payload=parse_payload(action.kind, action.payload),
                 idempotency_key=action.idempotency_key,
             )
             result.outbox_rows += 1

@@ -2,10 +2,10 @@
 
 Each action validates, then writes the reservation, its outbox row (what OZmap must see) and an
 audit row in the caller's transaction; the caller commits. Nothing is sent to OZmap here: after
-the commit the caller runs `actions.after_commit` (the immediate push, `push.push_pending`,
+the commit the caller runs `actions.after_commit` (the immediate push, `domain.outbox.push_pending`,
 tried at once with a short timeout, then the Prefect event) and the scheduled sync delivers
 whatever is left. Modules: `actions` (reserve, activate, cancel), `ports` (checking a port
-live or in the network cache), `views` (reading), `push` (the immediate push).
+live or in the network cache), `views` (reading).
 
 Rules chosen here (and why):
 - Reserve: sellers (and admins). The port is re-checked live in OZmap. If OZmap cannot be
@@ -36,7 +36,6 @@ from domain.reservations.actions import (
     reserve,
 )
 from domain.reservations.ports import AUTO_CANDIDATES, SOURCE_CACHE, SOURCE_LIVE, PortChoice
-from domain.reservations.push import push_pending
 from domain.reservations.views import OutboxSummary, ReservationView, get_reservation
 
 __all__ = [
@@ -54,6 +53,5 @@ __all__ = [
     "activation_request",
     "cancel",
     "get_reservation",
-    "push_pending",
     "reserve",
 ]

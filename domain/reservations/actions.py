@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 from domain import audit
 from domain.cable_types import unknown_cable
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from domain.outbox import enqueue
+from domain.outbox import ActivatePayload, CancelPayload, ReservePayload, enqueue
 from domain.reservation_rows import insert_reservation
 from domain.reservations.ports import (
     SOURCE_CACHE,
@@ -32,7 +32,6 @@ from models import (
     Contract,
     ContractStage,
     Customer,
-    OutboxKind,
     PortReservation,
     ReservationStatus,
     ServiceRequest,
@@ -105,19 +104,18 @@ def reserve(
     choice = next(c for c in choices if (c.splitter_id, c.port) == _port_of(reservation))
     enqueue(
         session,
-        kind=OutboxKind.RESERVE,
         reservation=reservation,
-        payload={
-            "code": code,
-            "name": customer.name if customer else code,
-            "project_id": choice.project_id,
-            "box_id": box_id,
-            "splitter_id": choice.splitter_id,
-            "port": choice.port,
-            "lat": lat,
-            "lng": lng,
-            "address": address,
-        },
+        payload=ReservePayload(
+            code=code,
+            name=customer.name if customer else code,
+            project_id=choice.project_id,
+            box_id=box_id,
+            splitter_id=choice.splitter_id,
+            port=choice.port,
+            lat=lat,
+            lng=lng,
+            address=address,
+        ),
     )
     _audit(session, actor, "reserve", reservation, checked_in=choice.source)
     if choice.source == SOURCE_CACHE:
@@ -293,9 +291,8 @@ def activate(
     reservation.drop_cable_type_id = cable
     enqueue(
         session,
-        kind=OutboxKind.ACTIVATE,
         reservation=reservation,
-        payload={"code": reservation.client_code, "cable_type_id": cable},
+        payload=ActivatePayload(code=reservation.client_code, cable_type_id=cable),
     )
     _audit(session, actor, "activate", reservation, before)
     return reservation
@@ -350,10 +347,7 @@ def cancel(
     reservation.cancel_reason = text
     if scope is CancelScope.ERP_AND_OZMAP:
         enqueue(
-            session,
-            kind=OutboxKind.CANCEL,
-            reservation=reservation,
-            payload={"code": reservation.client_code},
+            session, reservation=reservation, payload=CancelPayload(code=reservation.client_code)
         )
     else:
         reservation.sync_state = SyncState.NOT_APPLICABLE

@@ -35,6 +35,7 @@ from models import (
 )
 from models.base import utcnow
 from ozmap import AsyncOZmapClient, OZmapClient
+from ozmap.models import ReserveRequest
 from simulator.server import RunningSimulator
 
 UNIT = "SPO"
@@ -184,11 +185,11 @@ def _erp_row(
 
 
 def _reserve(oz: OZmapClient, sc: Scenario, code: str, p: Port) -> None:
-    oz.reserve_port(
+    oz.reserve_port(ReserveRequest(
         code=code, name=f"Cliente {code}", project_id=sc.project_id, box_id=p.box_id,
         lat=p.lat + 0.0002, lng=p.lng + 0.0002, address="Rua das Flores, 1",
         splitter_id=p.splitter_id, port=p.port,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _raw_property(sim: RunningSimulator, sc: Scenario, code: str, p: Port) -> None:

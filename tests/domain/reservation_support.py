@@ -27,7 +27,7 @@ from models import (
     UserRole,
 )
 from ozmap import OZmapClient
-from ozmap.client import close_client
+from ozmap.factory import close_clients
 from tests import factories
 
 _boxes = itertools.count(1)
@@ -87,12 +87,12 @@ def settings_pointing_at(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("OZMAP_URL", sim.url)
     monkeypatch.setenv("OZMAP_API_KEY", sim.api_key)
     reset_settings_cache()
-    close_client()
+    close_clients()
     cable_types.clear_cache()
     try:
         yield sim
     finally:
-        close_client()
+        close_clients()
         cable_types.clear_cache()
         reset_settings_cache()
 

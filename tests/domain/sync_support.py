@@ -14,13 +14,20 @@ import httpx
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from domain.outbox import enqueue
+from domain.outbox import (
+    ActivatePayload,
+    Backoff,
+    CancelPayload,
+    DrainReport,
+    ReservePayload,
+    drain,
+    enqueue,
+    outbox_overview,
+)
 from domain.reservation_rows import insert_reservation
-from domain.sync import Backoff, DrainReport, drain, outbox_overview
 from models import (
     CancelScope,
     OutboxEvent,
-    OutboxKind,
     OutboxStatus,
     PortReservation,
     ReservationStatus,
@@ -99,12 +106,12 @@ class Erp:
                 sync_state=SyncState.PENDING,
             )  # fmt: skip
             insert_reservation(s, res)
-            payload = {
-                "code": code, "name": name, "project_id": fp.project_id, "box_id": fp.box_id,
-                "splitter_id": fp.splitter_id, "port": fp.port, "lat": fp.lat, "lng": fp.lng,
-                "address": "Rua das Flores, 10",
-            }  # fmt: skip
-            ev = enqueue(s, kind=OutboxKind.RESERVE, reservation=res, payload=payload)
+            payload = ReservePayload(
+                code=code, name=name, project_id=fp.project_id, box_id=fp.box_id,
+                splitter_id=fp.splitter_id, port=fp.port, lat=fp.lat, lng=fp.lng,
+                address="Rua das Flores, 10",
+            )  # fmt: skip
+            ev = enqueue(s, reservation=res, payload=payload)
             s.commit()
             return res.id, ev.id  # type: ignore[return-value]
 
@@ -116,8 +123,8 @@ class Erp:
             res.drop_cable_type_id = cable_type_id
             res.activated_by, res.activated_at = "tech", utcnow()
             ev = enqueue(
-                s, kind=OutboxKind.ACTIVATE, reservation=res,
-                payload={"code": res.client_code, "cable_type_id": cable_type_id},
+                s, reservation=res,
+                payload=ActivatePayload(code=res.client_code, cable_type_id=cable_type_id),
             )  # fmt: skip
             s.commit()
             return ev.id  # type: ignore[return-value]
@@ -135,9 +142,7 @@ class Erp:
                 s.add(res)
                 s.commit()
                 return None
-            ev = enqueue(
-                s, kind=OutboxKind.CANCEL, reservation=res, payload={"code": res.client_code}
-            )
+            ev = enqueue(s, reservation=res, payload=CancelPayload(code=res.client_code))
             s.commit()
             return ev.id  # type: ignore[return-value]
 

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from domain.errors import Conflict, InvalidInput
+from domain.outbox import Backoff, drain
 from domain.reconciliation.classes import DiscrepancyClass as K
 from domain.reconciliation.common import ENQUEUED, PLANNED
 from domain.reconciliation.erp import load_erp
@@ -18,7 +19,6 @@ from domain.reconciliation.scan import scan_projects
 from domain.reconciliation.scope import resolve_scope
 from domain.reconciliation.staging import ReadModel
 from domain.reconciliation.steps import LocalSteps
-from domain.sync import Backoff, drain
 from models import Discrepancy, OutboxEvent, OutboxStatus, ReconciliationRun, RunStatus
 from ozmap import AsyncOZmapClient
 

@@ -32,6 +32,7 @@ from models import (
     UserRole,
 )
 from ozmap import OZmapClient
+from ozmap.models import ReserveRequest
 from tests import factories
 from tests.domain.reservation_support import SimBox, counts, new_box, sale, sim_client, user
 
@@ -106,10 +107,10 @@ def test_automatic_choice_skips_blocked_erp_held_and_network_splitter_ports(
     box = new_box(ozmap_sim, splitters=2, ports=4)
     first, second = box.splitter_ids
     ozmap_sim.state.set_port_blocked(first, 1)  # blocked in OZmap
-    oz.reserve_port(  # occupied in OZmap by someone else
+    oz.reserve_port(ReserveRequest(  # occupied in OZmap by someone else
         code=f"OTHER-{box.box_id}", name="Other", project_id=box.project_id, box_id=box.box_id,
         splitter_id=first, port=2, lat=box.lat, lng=box.lng, address="x",
-    )  # fmt: skip
+    ))  # fmt: skip
     held, _ = sale(session, unit_id=unit_id)  # held in the ERP, not yet in OZmap
     _reserve(session, oz, held.id, box, splitter_id=first, port=3)
     session.commit()
@@ -178,10 +179,10 @@ def test_occupied_or_blocked_port_is_a_conflict_and_writes_nothing(
     if state == "blocked":
         ozmap_sim.state.set_port_blocked(spl, 3)
     else:
-        oz.reserve_port(
+        oz.reserve_port(ReserveRequest(
             code=code, name="Holder", project_id=box.project_id, box_id=box.box_id,
             splitter_id=spl, port=3, lat=box.lat, lng=box.lng, address="x",
-        )  # fmt: skip
+        ))  # fmt: skip
     contract, _ = sale(session, unit_id=unit_id)
     exc = _refused(
         session, Conflict, _reserve, session, oz, contract.id, box, splitter_id=spl, port=3

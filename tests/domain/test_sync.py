@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from domain.sync import (
+from domain.outbox import (
     Backoff,
     Result,
     claim_batch,
@@ -24,6 +24,7 @@ from domain.sync import (
 )
 from models import OutboxEvent, OutboxStatus, PortReservation, SyncState
 from models.base import utcnow
+from ozmap.models import ReserveRequest
 
 from .sync_support import FAST_BACKOFF, Erp, free_ports, sim_client
 
@@ -204,10 +205,10 @@ def test_reserve_activate_cancel_reach_ozmap(engine, erp, sim, oz) -> None:
 
 def test_port_taken_by_another_client_is_a_conflict_never_retried(engine, erp, sim, oz) -> None:
     (p,) = free_ports(sim, 1)
-    oz.reserve_port(
+    oz.reserve_port(ReserveRequest(
         code="SOMEONE-ELSE", name="Outro", project_id=p.project_id, box_id=p.box_id,
         splitter_id=p.splitter_id, port=p.port, lat=p.lat, lng=p.lng, address="x",
-    )  # fmt: skip
+    ))  # fmt: skip
     r, e = erp.reserve(p)
     report = drain(engine, oz, worker_id="w", backoff=FAST_BACKOFF)
     assert (report.conflicts, report.delivered, report.retried) == (1, 0, 0)

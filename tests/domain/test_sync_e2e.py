@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from domain.sync import DrainReport, drain, push_now
+from domain.outbox import DrainReport, drain, push_now
 from models import OutboxEvent, OutboxStatus
 
 from .sync_support import (
@@ -133,7 +133,7 @@ def test_500_mixed_actions_under_faults_end_as_the_erp_says(engine, ozmap_sim_fa
 
 WORKER_SCRIPT = """
 import json, sys, time
-from domain.sync import Backoff, drain, outbox_overview
+from domain.outbox import Backoff, drain, outbox_overview
 from models.db import create_db_engine
 from ozmap import OZmapClient
 
@@ -272,8 +272,10 @@ def test_two_workers_at_once_never_push_a_row_twice(pg_engine, ozmap_sim_factory
 def test_service_actions_reach_ozmap_under_faults(engine, ozmap_sim_factory) -> None:
     """Reserve / activate / cancel through ``domain.reservations`` (the service's path: live
     port check, outbox row, push after commit), then the drain: OZmap ends as the ERP says."""
+    from config import get_settings
     from domain import reservations
     from domain.errors import ExternalUnavailable
+    from domain.outbox import push_pending
     from models import CancelScope, UserRole
     from tests import factories
     from tests.domain.reservation_support import new_box, sale, user
@@ -311,7 +313,9 @@ def test_service_actions_reach_ozmap_under_faults(engine, ozmap_sim_factory) -> 
             sim_client(sim, timeout=CLIENT_TIMEOUT, max_retries=0) as push_client:  # fmt: skip
 
         def push(rid: int) -> None:
-            reservations.push_pending(rid, engine=engine, timeout=5.0, client=push_client)
+            push_pending(
+                rid, engine=engine, settings=get_settings(), timeout=5.0, client=push_client
+            )
 
         rids, scopes = [], Counter()
         for i, contract_id in enumerate(sales):

@@ -34,15 +34,15 @@ def flow_env(
 ) -> Iterator[OZmapClient]:
     """The flow reads DATABASE_URL and OZMAP_URL from the settings, like a deployment."""
     from config import reset_settings_cache
-    from ozmap.client import close_client
+    from ozmap.factory import close_clients
 
     monkeypatch.setenv("OZMAP_URL", ozmap_sim.url)
     monkeypatch.setenv("OZMAP_API_KEY", ozmap_sim.api_key)
     reset_settings_cache()
-    close_client()
+    close_clients()
     with OZmapClient(ozmap_sim.url, ozmap_sim.api_key) as oz:
         yield oz
-    close_client()
+    close_clients()
     reset_settings_cache()
 
 

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import OutboxEvent, OutboxKind, OutboxStatus, PortReservation, SyncState
+from models import OutboxEvent, OutboxStatus, PortReservation, SyncState
+from ozmap.models import ReserveRequest
 from tests.domain.sync_support import Erp, free_ports, sim_client
 
 pytestmark = pytest.mark.prefect
@@ -27,14 +28,14 @@ def flow_env(
 ) -> Iterator[Any]:
     """The flow reads DATABASE_URL and OZMAP_URL from the settings, like a deployment."""
     from config import reset_settings_cache
-    from ozmap.client import close_client
+    from ozmap.factory import close_clients
 
     monkeypatch.setenv("OZMAP_URL", sim.url)
     monkeypatch.setenv("OZMAP_API_KEY", sim.api_key)
     reset_settings_cache()
-    close_client()
+    close_clients()
     yield sim
-    close_client()
+    close_clients()
     reset_settings_cache()
 
 
@@ -66,11 +67,11 @@ def test_run_delivers_reports_conflicts_and_completes(engine: sa.Engine, flow_en
     rids = [erp.reserve(fp)[0] for fp in ports[:5]]
     taken = ports[5]
     with sim_client(sim) as oz:  # someone else took this port in OZmap meanwhile
-        oz.reserve_port(
+        oz.reserve_port(ReserveRequest(
             code="OTHER-CLIENT", name="Outro", project_id=taken.project_id, box_id=taken.box_id,
             splitter_id=taken.splitter_id, port=taken.port, lat=taken.lat, lng=taken.lng,
             address="x",
-        )  # fmt: skip
+        ))  # fmt: skip
     conflicted, _ = erp.reserve(taken)
 
     state = sync_outbox(batch_size=2, max_batches=10, concurrency=2, return_state=True)
@@ -117,25 +118,25 @@ def test_new_dead_letter_fails_the_run(
 
 
 def test_unexpected_failure_fails_the_run_and_keeps_the_change(engine: sa.Engine, flow_env) -> None:
-    from domain.outbox import enqueue
     from flows.sync import sync_outbox
 
     erp = Erp(engine, prefix="BUG")
     (fp,) = free_ports(flow_env, 1)
     rid, eid = erp.reserve(fp)
-    with Session(engine) as s:  # a RESERVE written without the fields OZmap needs
-        s.execute(sa.delete(OutboxEvent).where(OutboxEvent.id == eid))
+    with Session(engine) as s:  # a RESERVE stored without the fields OZmap needs
         res = s.get(PortReservation, rid)
-        bad = enqueue(
-            s, kind=OutboxKind.RESERVE, reservation=res, payload={"code": res.client_code}
+        s.execute(
+            sa.update(OutboxEvent)
+            .where(OutboxEvent.id == eid)
+            .values(payload={"code": res.client_code})
         )
         s.commit()
-        bad_id = bad.id
+        bad_id = eid
 
     state = sync_outbox(return_state=True)
 
     assert state.is_failed()
-    assert "failed unexpectedly" in state.message and "KeyError" in state.message
+    assert "failed unexpectedly" in state.message and "PayloadError" in state.message
     with Session(engine) as s:
         row = s.get(OutboxEvent, bad_id)
         assert row.status is OutboxStatus.PENDING and row.attempts == 1  # kept for a retry

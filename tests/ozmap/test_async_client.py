@@ -10,7 +10,7 @@ import pytest
 from ozmap import AsyncOZmapClient, OZmapClient
 from ozmap.errors import OZmapNotFound, OZmapReservationConflict
 from ozmap.filters import F
-from ozmap.models import PortState
+from ozmap.models import PortState, ReserveRequest
 
 from .conftest import find_free_ports
 from .test_client_writes import _clients_with_code
@@ -79,11 +79,11 @@ def test_async_reserve_activate_cancel(ozmap_sim, oz: OZmapClient, new_code) -> 
         async with make_async(ozmap_sim) as client:
 
             async def one(code, fp):
-                return await client.reserve_port(
+                return await client.reserve_port(ReserveRequest(
                     code=code, name="Async", project_id=fp.project_id, box_id=fp.box.id,
                     lat=fp.box.lat, lng=fp.box.lng, address="Rua A, 1",
                     splitter_id=fp.splitter_id, port=fp.port,
-                )  # fmt: skip
+                ))  # fmt: skip
 
             made = await asyncio.gather(*(one(c, fp) for c, fp in zip(codes, ports, strict=True)))
             again = await one(codes[0], ports[0])

@@ -13,7 +13,7 @@ from ozmap.errors import (
     OZmapValidationError,
 )
 from ozmap.filters import F
-from ozmap.models import PortState
+from ozmap.models import PortState, ReserveRequest
 
 from .conftest import FreePort, find_free_ports
 
@@ -31,7 +31,7 @@ def _reserve(oz: OZmapClient, code: str, fp: FreePort, **kw):
         "port": fp.port,
     }
     args.update(kw)
-    return oz.reserve_port(**args)
+    return oz.reserve_port(ReserveRequest(**args))
 
 
 def _clients_with_code(oz: OZmapClient, code: str) -> list[dict]:

@@ -20,7 +20,7 @@ from models import AuditLog, OutboxEvent, PortReservation, ServiceRequest
 from tests.domain.reservation_support import counts, new_box, sale, settings_pointing_at
 from tests.fixtures.service import ApiServer
 
-HAS_SYNC_ENGINE = importlib.util.find_spec("domain.sync") is not None
+HAS_SYNC_ENGINE = importlib.util.find_spec("domain.outbox") is not None
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_a_sale_from_reservation_to_activation(
     } <= actions
 
 
-@pytest.mark.skipif(not HAS_SYNC_ENGINE, reason="needs the outbox sync engine (domain.sync)")
+@pytest.mark.skipif(not HAS_SYNC_ENGINE, reason="needs the outbox sync engine (domain.outbox)")
 def test_the_action_reaches_ozmap_at_once(
     api_server: ApiServer, oz_env: Any, unit: str, engine: sa.Engine
 ) -> None:

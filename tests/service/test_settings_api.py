@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from config import reset_settings_cache
 from models import AuditLog, ReservationStatus, ServiceRequestStatus
 from ozmap import OZmapClient
-from ozmap.client import close_client
+from ozmap.factory import close_clients
 from tests import factories as f
 from tests.domain.approval_support import activations_per_reservation, make_contract
 from tests.fixtures.service import ApiServer
@@ -27,9 +27,9 @@ def api(
     monkeypatch.setenv("OZMAP_URL", ozmap_sim.url)
     monkeypatch.setenv("OZMAP_API_KEY", ozmap_sim.api_key)
     reset_settings_cache()
-    close_client()
+    close_clients()
     yield api_server
-    close_client()
+    close_clients()
     reset_settings_cache()
 
 

@@ -6,27 +6,27 @@ the rows to OZmap later, in order per reservation, idempotently by the client co
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel import Session, select
 
-from models import OutboxEvent, OutboxKind, OutboxStatus, PortReservation, SyncState
+from domain.outbox.payloads import OutboxPayload, payload_kind
+from models import OutboxEvent, OutboxStatus, PortReservation, SyncState
 from models.base import utcnow
 
 
 def enqueue(
     session: Session,
     *,
-    kind: OutboxKind,
     reservation: PortReservation,
-    payload: dict[str, Any] | None = None,
+    payload: OutboxPayload,
     idempotency_key: str | None = None,
 ) -> OutboxEvent:
     """Add an outbox row for `reservation` (flushed, not committed) and mark it pending sync.
 
-    The default idempotency key is `<kind>:<client code>:<n>` where n counts this reservation's
-    earlier rows, so a second enqueue of the same logical action must pass its own key.
+    The payload's type decides the kind. The default idempotency key is
+    `<kind>:<client code>:<n>` where n counts this reservation's earlier rows, so a second
+    enqueue of the same logical action must pass its own key.
     """
+    kind = payload_kind(payload)
     if reservation.id is None:
         session.flush()
     if idempotency_key is None:
@@ -41,7 +41,7 @@ def enqueue(
         idempotency_key=idempotency_key,
         kind=kind,
         reservation_id=reservation.id,
-        payload=payload or {},
+        payload=payload.to_json(),
         status=OutboxStatus.PENDING,
         next_attempt_at=now,
         created_at=now,
