@@ -18,7 +18,6 @@ import numpy as np
 
 from simulator import filters as F
 from simulator.filters import Cond, Filter
-from simulator.ids import make_id
 from simulator.network import NetworkState, generate_network
 from simulator.store.collection import Collection, Collections, Doc
 from simulator.store.documents import Documents
@@ -139,11 +138,7 @@ class Store:
 
     def properties_by_client_code(self, code: str) -> list[Doc]:
         with self.lock:
-            clients = self.queries.select(self.cols["ftth-clients"], [Cond("code", "=", code)])
-            ids = [make_id("ftth-clients", int(n)) for n in clients]
-            if not ids:
-                return []
-            return self.queries.where("properties", [Cond("client", "in", ids)])
+            return self.queries.properties_by_client_code(code)
 
     # ------------------------------------------------------------------ writes
 

@@ -46,6 +46,14 @@ class Queries:
         """The documents of model matching flt (unordered, shared: copy before writing)."""
         return self.collections.materialize(model, self.select(self.collections.cols[model], flt))
 
+    def properties_by_client_code(self, code: str) -> list[Doc]:
+        """The properties whose FTTH client has this code (shared documents)."""
+        clients = self.select(self.collections.cols["ftth-clients"], [Cond("code", "=", code)])
+        ids = [make_id("ftth-clients", int(n)) for n in clients]
+        if not ids:
+            return []
+        return self.where("properties", [Cond("client", "in", ids)])
+
     def populate(self, model: str, obj: Doc, fields: list[str]) -> Doc:
         """obj with the named reference fields replaced by the objects they point at."""
         refs = REFS.get(model, ())
