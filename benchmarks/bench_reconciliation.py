@@ -94,7 +94,9 @@ def seed_erp(url: str, boxes: int) -> Seeded:
     from models import Contract, Customer, PortReservation, Unit, UnitProject
     from models.db import create_db_engine
     from models.migrate import upgrade
-    from simulator.network import CITIES, generate_network, make_id
+    from simulator.catalogues import CITIES
+    from simulator.ids import make_id
+    from simulator.network import generate_network
 
     upgrade(url)
     engine = create_db_engine(url)

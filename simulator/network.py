@@ -2,7 +2,8 @@
 
 The generated bulk lives in numpy arrays (one row per box, splitter and occupied port); the
 JSON objects the API returns are built on demand by :mod:`simulator.store`. Only the small
-catalogues (projects, box/cable/splitter types) are plain dicts.
+catalogues (projects, box/cable/splitter types) are plain dicts, built by
+:mod:`simulator.catalogues` from its reference data; ids are :mod:`simulator.ids`.
 
 Layout of the arrays (all sorted so that ranges are contiguous):
 
@@ -22,170 +23,7 @@ from typing import Any
 
 import numpy as np
 
-# Every generated object shares this timestamp; anything changed later is newer.
-BASE_TIME = "2024-01-01T00:00:00.000Z"
-
-MODEL_CODES: dict[str, int] = {
-    "projects": 0x01,
-    "box-types": 0x02,
-    "cable-types": 0x03,
-    "boxes": 0x04,
-    "splitters": 0x05,
-    "properties": 0x06,
-    "ftth-clients": 0x07,
-    "cables": 0x08,
-    "fibers": 0x09,
-    "splitter-types": 0x0A,
-    "fiber-profiles": 0x0B,
-    "users": 0x0C,
-}
-CODE_MODELS: dict[int, str] = {v: k for k, v in MODEL_CODES.items()}
-# Objects created through the API are numbered from here, so they sort after generated ones.
-CREATED_BASE = 1 << 40
-
-
-_ID_PREFIX: dict[str, str] = {m: f"65{c:02x}0000" for m, c in MODEL_CODES.items()}
-
-
-def make_id(model: str, n: int) -> str:
-    """24-hex object id (Mongo ObjectId look-alike): model tag + sequence number."""
-    return _ID_PREFIX[model] + format(n, "016x")
-
-
-def parse_id(value: Any) -> tuple[str, int] | None:
-    """(model, sequence number) of an id made by :func:`make_id`, None for anything else."""
-    if not isinstance(value, str) or len(value) != 24 or not value.startswith("65"):
-        return None
-    try:
-        code = int(value[2:4], 16)
-        if value[4:8] != "0000":
-            return None
-        n = int(value[8:], 16)
-    except ValueError:
-        return None
-    model = CODE_MODELS.get(code)
-    return (model, n) if model else None
-
-
-@dataclass(frozen=True)
-class City:
-    name: str
-    uf: str
-    code: str
-    lat: float
-    lng: float
-    weight: float  # share of the boxes
-    radius_m: float  # spread of the neighbourhoods around the centre
-
-
-CITIES: tuple[City, ...] = (
-    City("São Paulo", "SP", "SPO", -23.5505, -46.6333, 0.22, 14000),
-    City("Rio de Janeiro", "RJ", "RIO", -22.9068, -43.1729, 0.13, 12000),
-    City("Belo Horizonte", "MG", "BHZ", -19.9167, -43.9345, 0.08, 8000),
-    City("Curitiba", "PR", "CWB", -25.4284, -49.2733, 0.07, 7000),
-    City("Porto Alegre", "RS", "POA", -30.0346, -51.2177, 0.06, 7000),
-    City("Recife", "PE", "REC", -8.0476, -34.8770, 0.06, 6000),
-    City("Fortaleza", "CE", "FOR", -3.7319, -38.5267, 0.07, 7000),
-    City("Salvador", "BA", "SSA", -12.9777, -38.5016, 0.07, 7000),
-    City("Goiânia", "GO", "GYN", -16.6869, -49.2648, 0.05, 6000),
-    City("Campinas", "SP", "CPQ", -22.9099, -47.0626, 0.05, 5000),
-    City("Brasília", "DF", "BSB", -15.7939, -47.8828, 0.05, 9000),
-    City("Manaus", "AM", "MAO", -3.1190, -60.0217, 0.03, 6000),
-    City("Belém", "PA", "BEL", -1.4558, -48.4902, 0.03, 5000),
-    City("Florianópolis", "SC", "FLN", -27.5954, -48.5480, 0.03, 5000),
-)
-
-STREETS = (
-    "Rua das Flores",
-    "Avenida Brasil",
-    "Rua São João",
-    "Rua XV de Novembro",
-    "Avenida Paulista",
-    "Rua Sete de Setembro",
-    "Rua Tiradentes",
-    "Avenida Getúlio Vargas",
-    "Rua Dom Pedro II",
-    "Rua Santos Dumont",
-    "Rua Barão do Rio Branco",
-    "Avenida Rio Branco",
-    "Rua José Bonifácio",
-    "Rua Marechal Deodoro",
-    "Rua Duque de Caxias",
-    "Rua Castro Alves",
-)
-FIRST_NAMES = (
-    "Ana",
-    "João",
-    "Maria",
-    "José",
-    "Francisca",
-    "Antônio",
-    "Adriana",
-    "Carlos",
-    "Juliana",
-    "Paulo",
-    "Márcia",
-    "Lucas",
-    "Fernanda",
-    "Rafael",
-    "Patrícia",
-    "Bruno",
-)
-LAST_NAMES = (
-    "Silva",
-    "Santos",
-    "Oliveira",
-    "Souza",
-    "Rodrigues",
-    "Ferreira",
-    "Alves",
-    "Pereira",
-    "Lima",
-    "Gomes",
-    "Costa",
-    "Ribeiro",
-    "Martins",
-    "Carvalho",
-    "Almeida",
-    "Lopes",
-)
-
-# Cable types: (code, fiberNumber, looseNumber, is_drop, base_loss, default_level)
-CABLE_TYPES: tuple[tuple[str, int, int, bool, float, int], ...] = (
-    ("AS80 12FO", 12, 1, False, 0.35, 2),
-    ("AS80 36FO", 36, 3, False, 0.35, 2),
-    ("AS120 72FO", 72, 6, False, 0.35, 1),
-    ("Drop 1FO", 1, 1, True, 0.4, 4),
-    ("Drop 2FO", 2, 1, True, 0.4, 4),
-    ("Drop Flat 1FO", 1, 1, True, 0.4, 4),
-    ("Drop Flat 2FO", 2, 1, True, 0.4, 4),
-    ("Drop Low Friction 1FO", 1, 1, True, 0.4, 4),
-)
-DROP_CABLE_TYPE_IDX = (3, 5, 7)  # default drop types handed out to projects
-
-# Box types: (code, prefix, default_level, description)
-BOX_TYPES: tuple[tuple[str, str, int, str], ...] = (
-    ("CTO", "CTO-", 3, "Caixa de Terminação Óptica"),
-    ("CE", "CE-", 2, "Caixa de Emenda"),
-)
-
-# Splitter types: (code, isDrop, output, attenuation dB)
-SPLITTER_TYPES: tuple[tuple[str, bool, int, float], ...] = (
-    ("1x8 Atendimento", True, 8, 10.5),
-    ("1x16 Atendimento", True, 16, 13.7),
-    ("1x8 Rede", False, 8, 10.5),
-    ("1x4 Rede", False, 4, 7.2),
-)
-
-EARTH_RADIUS_M = 6371000.0
-
-
-def _iso(ts: str = BASE_TIME) -> str:
-    return ts
-
-
-def _meta(model: str, n: int) -> dict[str, Any]:
-    return {"id": make_id(model, n), "createdAt": BASE_TIME, "updatedAt": BASE_TIME}
+from simulator.catalogues import CITIES, SPLITTER_TYPES, fill_catalogues
 
 
 @dataclass
@@ -263,123 +101,6 @@ class NetworkState:
 
 _SPL_OUT = np.array([t[2] for t in SPLITTER_TYPES], dtype=np.int8)
 _SPL_ISDROP = np.array([t[1] for t in SPLITTER_TYPES], dtype=bool)
-
-
-def _catalogues(rng: np.random.Generator, state: NetworkState) -> None:
-    state.fiber_profiles = [
-        {
-            **_meta("fiber-profiles", 0),
-            "name": "ABNT",
-            "defaultFiberColor": "white",
-            "defaultTubeColor": "white",
-            "fibers": [{"color": c} for c in ("green", "yellow", "white", "blue")],
-            "tubes": [{"color": c} for c in ("green", "yellow", "white", "blue")],
-        }
-    ]
-    profile_id = state.fiber_profiles[0]["id"]
-    state.cable_types = []
-    for i, (code, fibers, loose, is_drop, loss, level) in enumerate(CABLE_TYPES):
-        state.cable_types.append(
-            {
-                **_meta("cable-types", i),
-                "code": code,
-                "kind": "Drop" if is_drop else "Cable",
-                "category": "drop" if is_drop else "cable",
-                "isDrop": is_drop,
-                "brand": "Furukawa" if i % 2 else "Prysmian",
-                "mold": code,
-                "description": ("Cabo drop " if is_drop else "Cabo óptico ") + code,
-                "default_level": level,
-                "fiberNumber": fibers,
-                "looseNumber": loose,
-                "base_loss": loss,
-                "fiberProfile": profile_id,
-                "config": {
-                    "regular": {"color": "#000000FF" if is_drop else "#3388FFFF", "weight": 2},
-                    "not_implanted": {"color": "#FFA500A6", "weight": 2},
-                },
-            }
-        )
-    state.box_types = [
-        {
-            **_meta("box-types", i),
-            "code": code,
-            "prefix": prefix,
-            "default_level": level,
-            "default_reserve": 0,
-            "description": desc,
-            "brand": "FiberHome",
-            "mold": code,
-            "config": {
-                "base": {"color": "#3388FFFF"},
-                "regular": {"fillColor": "#3388FFFF"},
-                "not_implanted": {"fillColor": "#FFA500A6"},
-                "draft": {"fillColor": "#FFA500A6"},
-            },
-        }
-        for i, (code, prefix, level, desc) in enumerate(BOX_TYPES)
-    ]
-    state.splitter_types = [
-        {
-            **_meta("splitter-types", i),
-            "code": code,
-            "isDrop": is_drop,
-            "ratio": {"input": 1, "output": out},
-            "isBalanced": True,
-            "prefix": "Splitter ",
-            "size": 0,
-            "inputConnectionType": 0,
-            "outputConnectionType": 1 if is_drop else 0,
-            "attenuation": [att] * out,
-        }
-        for i, (code, is_drop, out, att) in enumerate(SPLITTER_TYPES)
-    ]
-    state.users = [
-        {
-            **_meta("users", 0),
-            "name": "Integração ERP",
-            "username": "integracao",
-            "email": "integracao@example.com",
-            "isAPI": True,
-        }
-    ]
-    state.projects = []
-    drop_choice = rng.integers(0, len(DROP_CABLE_TYPE_IDX), size=len(CITIES))
-    for i, city in enumerate(CITIES):
-        mask = state.box_project == i
-        if mask.any():
-            lng0, lng1 = float(state.box_lng[mask].min()), float(state.box_lng[mask].max())
-            lat0, lat1 = float(state.box_lat[mask].min()), float(state.box_lat[mask].max())
-        else:
-            lng0 = lng1 = city.lng
-            lat0 = lat1 = city.lat
-        pad = 0.01
-        ring = [
-            [lng0 - pad, lat0 - pad],
-            [lng1 + pad, lat0 - pad],
-            [lng1 + pad, lat1 + pad],
-            [lng0 - pad, lat1 + pad],
-            [lng0 - pad, lat0 - pad],
-        ]
-        drop_type = state.cable_types[DROP_CABLE_TYPE_IDX[int(drop_choice[i])]]["id"]
-        state.projects.append(
-            {
-                **_meta("projects", i),
-                "name": f"FTTH {city.name} - {city.uf}",
-                "identifier": city.code,
-                "city": city.name,
-                "state": city.uf,
-                "lat": city.lat,
-                "lng": city.lng,
-                "parents": [],
-                "hasLogo": False,
-                "defaultPonPotency": -20,
-                "defaultDropSize": 50,
-                "drop": {"type": {"cableType": drop_type}, "cableType": drop_type, "maxSize": 250},
-                "defaults": {"cableType": drop_type},
-                "area": {"type": "Polygon", "coordinates": [ring]},
-            }
-        )
 
 
 def generate_network(boxes: int, seed: int) -> NetworkState:
@@ -497,7 +218,7 @@ def generate_network(boxes: int, seed: int) -> NetworkState:
         prop_port=prop_port,
         prop_implanted=prop_implanted,
     )
-    _catalogues(rng, state)
+    fill_catalogues(rng, state)
     return state
 
 

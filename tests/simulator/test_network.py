@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from pyproj import Geod
 
-from simulator.network import CABLE_TYPES, CITIES, generate_network, make_id, parse_id
+from simulator.catalogues import CABLE_TYPES, CITIES
+from simulator.ids import make_id, parse_id
+from simulator.network import generate_network
 from simulator.store import Store
 
 GEOD = Geod(ellps="WGS84")
