@@ -17,6 +17,7 @@ scipy's bounded Dijkstra from it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -137,13 +138,11 @@ class PoleGraph:
         order = np.array(sorted(range(len(kept_ids)), key=kept_ids.__getitem__), dtype=np.intp)
         kept = kept[order]
         sorted_ids = [kept_ids[i] for i in order.tolist()]
-        if any(a == b for a, b in zip(sorted_ids, sorted_ids[1:], strict=False)):
+        if any(a == b for a, b in itertools.pairwise(sorted_ids)):
             raise ValueError("pole ids must be unique")
         self.ids = StringColumn(sorted_ids)
         self._row_of: dict[str, int] = {pid: row for row, pid in enumerate(sorted_ids)}
-        self.unusable_ids: frozenset[str] = frozenset(
-            ids[i] for i in np.flatnonzero(~ok).tolist()
-        )
+        self.unusable_ids: frozenset[str] = frozenset(ids[i] for i in np.flatnonzero(~ok).tolist())
         self._xyz = np.ascontiguousarray(to_ecef(lat[kept], lng[kept]).reshape(-1, 3))
         # Edges: both directions of every known adjacency between usable poles, deduplicated.
         src: list[int] = []

@@ -3,6 +3,7 @@ poles, every length by pyproj's WGS84 geodesic (not the product's ECEF chord).""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ def town(seed: int, rows: int = 24, cols: int = 24) -> Town:
     river = rows // 2
     bridges = {int(rng.integers(0, cols)), int(rng.integers(0, cols))}
     adj: dict[tuple[int, int], set[tuple[int, int]]] = {k: set() for k in coords}
-    for (r, c) in coords:
+    for r, c in coords:
         if c + 1 < cols:
             adj[(r, c)].add((r, c + 1))
             adj[(r, c + 1)].add((r, c))
@@ -142,9 +143,7 @@ def test_routes_match_networkx_at_random_addresses(seed: int) -> None:
         answer = net.query(lat, lng, bound)
         got = {h.hit.box_id: h for h in answer.hits}
         # Boxes within 1 mm of the bound may fall either side between two exact methods.
-        assert set(got) ^ set(truth) <= {
-            b for b, (d, _) in truth.items() if abs(d - bound) < 1e-3
-        }
+        assert set(got) ^ set(truth) <= {b for b, (d, _) in truth.items() if abs(d - bound) < 1e-3}
         for box_id, (route, path) in truth.items():
             if box_id in got:
                 assert got[box_id].route_m == pytest.approx(route, abs=1e-3)
@@ -164,7 +163,7 @@ def test_routes_match_networkx_at_random_addresses(seed: int) -> None:
 def _chain_length(t: Town, chain: tuple[str, ...], lat: float, lng: float) -> float:
     by_id = {p.id: p for p in t.poles}
     pts = [(by_id[p].lat, by_id[p].lng) for p in chain] + [(lat, lng)]
-    return sum(geodesic(a, b) for a, b in zip(pts, pts[1:], strict=False))
+    return sum(geodesic(a, b) for a, b in itertools.pairwise(pts))
 
 
 def test_river_makes_route_much_longer_than_straight_line() -> None:
