@@ -22,7 +22,7 @@ from domain.feasibility.poles import PoleGraph, drop_limits
 
 # A box may stand a few metres off its pole's registered coordinates: look that much further
 # in a straight line for candidates (the route filter decides).
-_BOX_OFF_POLE_M: Final = 25.0
+BOX_OFF_POLE_M: Final = 25.0
 
 
 class RouteMode:
@@ -101,7 +101,7 @@ class PoleNetwork:
         if routes.first_span_m is None:
             return PoleAnswer([], no_pole_within_m=self.graph.max_span_m)
         rows, dist = self.index.select_rows(
-            lat, lng, bound_m + _BOX_OFF_POLE_M, projects=projects, only_available=only_available
+            lat, lng, bound_m + BOX_OFF_POLE_M, projects=projects, only_available=only_available
         )
         if not rows.size:
             return PoleAnswer([])

@@ -238,8 +238,8 @@ class PoleGraph:
             return Routes(self, bound_m, None, *_empty())
         k = local.size
         # Sub-graph of the poles within reach, plus the virtual source (local node k).
-        starts = self._indptr[local]
-        counts = (self._indptr[local + 1] - starts).astype(np.intp)
+        starts: npt.NDArray[np.intp] = self._indptr[local].astype(np.intp)
+        counts: npt.NDArray[np.intp] = self._indptr[local + 1].astype(np.intp) - starts
         total = int(counts.sum())
         offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
         nbr = self._indices[offsets]
