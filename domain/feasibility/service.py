@@ -159,7 +159,8 @@ class FeasibilityResult:
                 "only_available": q.only_available,
                 "limit": q.limit,
                 "customer_id": q.customer.customer_id if q.customer else None,
-                "mode": q.mode,
+                # radius-mode answers stay as they were; pole mode says so
+                **({"mode": q.mode} if q.mode != "radius" else {}),
             },
             "customer": (
                 {
