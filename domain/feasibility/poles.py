@@ -194,6 +194,11 @@ class PoleGraph:
             tree + self._indptr.nbytes + self._indices.nbytes + self._weights.nbytes
         ) + self.ids.nbytes
 
+    @property
+    def tree(self) -> cKDTree:
+        """The k-d tree over the usable poles' ECEF metres (rows as in the graph)."""
+        return self._tree
+
     def row_of(self, pole_id: str | None) -> int:
         """Row of a usable pole (-1 for an unusable or unknown pole, or None)."""
         if pole_id is None:
