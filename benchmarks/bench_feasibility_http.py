@@ -202,12 +202,12 @@ def load(url: str, net: Any) -> dict[str, float]:
             counts = "\t".join(str(p[i]) for p in ports)
             buf.write(
                 f"{box_id}\t{project}\t{name}\t{lat!r}\t{lng!r}\t{'t' if draft[i] else 'f'}\tt\t"
-                f"{counts}\t2026-01-01 00:00:00+00\tSRID=4326;POINT({lng!r} {lat!r})\n"
+                f"{counts}\t1\t2026-01-01 00:00:00+00\tSRID=4326;POINT({lng!r} {lat!r})\n"
             )
         columns = (
             "ozmap_id, ozmap_project_id, name, latitude, longitude, draft, implanted, "
             "ports_free, ports_reserved, ports_active, ports_occupied, ports_blocked, "
-            "refreshed_at, geog"
+            "drop_splitters, refreshed_at, geog"
         )
         with conn.cursor().copy(f"COPY network_box ({columns}) FROM STDIN") as copy:
             copy.write(buf.getvalue())

@@ -27,9 +27,11 @@ from rich.table import Table
 from sqlmodel import Session
 
 from cli.common import console, err_console, fail, friendly_errors, print_json
+from config import get_settings
 from domain.feasibility import service as fs
 from domain.feasibility.coverage import coverage_report
 from domain.feasibility.loader import load_index
+from domain.feasibility.pole_query import BOX_OFF_POLE_M
 from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
 from domain.network_cache.plan import ProjectPlan, RefreshPlan
 from domain.network_cache.refresh import refresh_network
@@ -127,6 +129,13 @@ def feasibility(
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="at most N boxes, nearest first"),
     json_out: bool = typer.Option(False, "--json", help="print the API's JSON answer"),
+    mode: str | None = typer.Option(
+        None,
+        "--mode",
+        "-m",
+        help="radius (straight line) or poles (the drop along the poles); "
+        "default FEASIBILITY_DEFAULT_MODE (radius)",
+    ),
 ) -> None:
     """Which boxes (CTOs) can serve a point or a customer's address (viabilidade)."""
     if customer is None and (lat is None or lng is None):
@@ -138,16 +147,17 @@ def feasibility(
     with Session(engine) as session:
         query = fs.plan_query(
             session, policy, lat=lat, lng=lng, customer_id=customer, radius_m=radius,
-            unit=unit, only_available=only_available, limit=limit,
+            unit=unit, only_available=only_available, limit=limit, mode=mode,
+            default_mode=get_settings().feasibility_default_mode,
         )  # fmt: skip
         if current_generation(session) == 0 and not has_boxes(session):
             raise FeasibilityUnavailable(
                 "the network cache is empty", hint="run `erp-ozmap network refresh` first"
             )
         # Only the boxes around the point: one read, the same answer as the full index.
-        index = load_index(
-            session, radius_policy=policy, around=(query.lat, query.lng, query.radius_m)
-        )
+        # (Pole mode: a box may stand a little off its pole; read a little further.)
+        reach = query.radius_m + (BOX_OFF_POLE_M if query.mode == "poles" else 0.0)
+        index = load_index(session, radius_policy=policy, around=(query.lat, query.lng, reach))
     result = fs.run_query(index, query)
     if json_out:
         print_json(result.to_json())
@@ -166,12 +176,32 @@ def _print_result(result: fs.FeasibilityResult) -> None:
     title = f"boxes within {q.radius_m:g} m of {where}{unit}"
     table = Table("#", "box", "distance", "availability", "free", "reserved", "in use",
                   "blocked", "status", title=title)  # fmt: skip
+    if result.routes is not None:
+        _print_routes(result, title)
+        return
     for n, h in enumerate(result.hits, 1):
         colour = COLOURS[h.availability.value]
         table.add_row(
             str(n), h.name, f"{h.distance_m:,.1f} m", f"[{colour}]{h.availability.value}[/]",
             str(h.ports_free), str(h.ports_reserved), str(h.ports_in_use),
             str(h.ports_blocked), h.status.value.replace("_", " "),
+        )  # fmt: skip
+    if table.row_count:
+        console.print(table)
+    console.print(result.verdict(), highlight=False)
+
+
+def _print_routes(result: fs.FeasibilityResult, title: str) -> None:
+    table = Table("#", "box", "route", "straight", "max drop", "poles", "availability", "free",
+                  "viable", title=title + " along the poles")  # fmt: skip
+    for n, r in enumerate(result.routes or [], 1):
+        h = r.hit
+        colour = COLOURS[h.availability.value]
+        table.add_row(
+            str(n), h.name, f"{r.route_m:,.1f} m", f"{h.distance_m:,.1f} m",
+            "-" if r.drop_max_m is None else f"{r.drop_max_m:g} m", str(len(r.drop_poles)),
+            f"[{colour}]{h.availability.value}[/]", str(h.ports_free),
+            "yes" if r.viable else f"no: {r.reason}",
         )  # fmt: skip
     if table.row_count:
         console.print(table)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
 
     feasibility_default_radius_m: float = Field(default=150.0, gt=0)
     feasibility_max_radius_m: float = Field(default=3000.0, gt=0)
+    # Along the poles: the longest straight span from the address to the first pole.
+    feasibility_max_span_m: float = Field(default=80.0, gt=0, le=1000)
+    feasibility_default_mode: Literal["radius", "poles"] = "radius"
     timezone: str = "America/Sao_Paulo"
 
     outbox_max_attempts: int = Field(default=12, ge=1, le=1000)

@@ -22,6 +22,7 @@ from models.enums import (
 from models.network import (
     NetworkBox,
     NetworkCacheGeneration,
+    NetworkPole,
     NetworkRefreshState,
     NetworkSplitter,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "IntegrationSettings",
     "NetworkBox",
     "NetworkCacheGeneration",
+    "NetworkPole",
     "NetworkRefreshState",
     "NetworkSplitter",
     "OutboxEvent",

@@ -28,6 +28,24 @@ class NetworkBox(SQLModel, table=True):
     ports_active: int = 0
     ports_occupied: int = 0
     ports_blocked: int = 0
+    # Customer-facing (isDrop) splitters: 0 marks a splice closure, never offered for sale.
+    drop_splitters: int = 0
+    pole_id: str | None = Field(default=None, max_length=32)  # the pole the box stands on
+    ozmap_updated_at: datetime | None = ts_column()
+    refreshed_at: datetime = ts_column(nullable=False, default_now=True)
+
+
+class NetworkPole(SQLModel, table=True):
+    """A pole as last seen in OZmap; `adjacents` lists the adjacent pole ids, comma-separated."""
+
+    __tablename__ = "network_pole"
+
+    ozmap_id: str = Field(primary_key=True, max_length=32)
+    ozmap_project_id: str = Field(max_length=32, index=True)
+    latitude: float = Field(sa_type=sa.Double)
+    longitude: float = Field(sa_type=sa.Double)
+    usable: bool = True  # an unusable pole carries no drop
+    adjacents: str = Field(default="", sa_type=sa.Text)
     ozmap_updated_at: datetime | None = ts_column()
     refreshed_at: datetime = ts_column(nullable=False, default_now=True)
 
@@ -53,6 +71,8 @@ class NetworkRefreshState(SQLModel, table=True):
     last_full_refresh_at: datetime | None = ts_column()
     last_refresh_at: datetime | None = ts_column()
     boxes: int = 0
+    poles: int = 0
+    drop_max_m: float | None = Field(default=None, sa_type=sa.Double)  # project's max drop
 
 
 class NetworkCacheGeneration(SQLModel, table=True):

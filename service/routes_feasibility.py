@@ -1,7 +1,7 @@
 """Feasibility ("viabilidade") routes: JSON for the sales screen and the map page.
 
-    GET /feasibility?lat=&lng=&radius=&unit=&only_available=&limit=
-    GET /customers/{id}/feasibility?radius=&unit=&only_available=&limit=
+    GET /feasibility?lat=&lng=&radius=&unit=&only_available=&limit=&mode=radius|poles
+    GET /customers/{id}/feasibility?radius=&unit=&only_available=&limit=&mode=radius|poles
     GET /feasibility/map?...                 the HTML map of the same query
     GET /customers/{id}/feasibility/map?...
 
@@ -27,6 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from config import get_settings
 from domain.errors import Unauthorized
 from domain.feasibility import service as fs
 from domain.feasibility.map import render_feasibility_map
@@ -57,6 +58,14 @@ OnlyAvailable = Annotated[
     bool, Query(description="leave out boxes without a free port (full ones are listed otherwise)")
 ]
 Limit = Annotated[int | None, Query(description="at most this many boxes, nearest first")]
+Mode = Annotated[
+    str | None,
+    Query(
+        description="radius (straight line, the default: FEASIBILITY_DEFAULT_MODE) or poles "
+        "(the drop along the poles: radius bounds the route; each box adds route_m, drop_poles, "
+        "drop_max_m, viable, reason)"
+    ),
+]
 Lat = Annotated[float, Query(description="latitude in degrees (WGS84), Brazil: -34 to 5.3")]
 Lng = Annotated[float, Query(description="longitude in degrees (WGS84), Brazil: -74 to -28.8")]
 CustomerId = Annotated[int, Path(description="ERP customer id")]
@@ -72,6 +81,7 @@ async def _plan(
 ) -> fs.FeasibilityQuery:
     """Validate; only what needs the database (a customer, an unknown unit) leaves the loop."""
     policy = service.index.radius_policy
+    params.setdefault("default_mode", get_settings().feasibility_default_mode)
     unit = params.get("unit")
     if params.get("customer_id") is None and (
         unit is None or not unit.strip() or unit.strip().upper() in service.units
@@ -116,6 +126,7 @@ async def feasibility(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
+    mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
@@ -125,7 +136,7 @@ async def feasibility(
     the same query on the map (signed for the caller, valid 15 minutes)."""
     query = await _plan(
         session, service, lat=lat, lng=lng, radius_m=radius, unit=unit,
-        only_available=only_available, limit=limit,
+        only_available=only_available, limit=limit, mode=mode,
     )  # fmt: skip
     return _answer(request, service, principal, query, "/feasibility/map")
 
@@ -142,6 +153,7 @@ async def customer_feasibility(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
+    mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
@@ -150,7 +162,7 @@ async def customer_feasibility(
     `address_not_geocoded`: register the address first)."""
     query = await _plan(
         session, service, customer_id=customer_id, radius_m=radius, unit=unit,
-        only_available=only_available, limit=limit,
+        only_available=only_available, limit=limit, mode=mode,
     )  # fmt: skip
     return _answer(request, service, principal, query, f"/customers/{customer_id}/feasibility/map")
 

@@ -95,9 +95,15 @@ class RefreshProgress:
 def plan_refresh(full: bool, units: list[str] | None) -> RefreshPlan:
     """Units → OZmap projects and how to pull each (unknown units fail the run at once)."""
     with OZmapClient.from_settings() as client:
-        names = nc_plan.ozmap_project_names(client)
+        projects = client.list_projects()
     with Session(get_engine()) as session:
-        plan = nc_plan.plan_refresh(session, names, full=full, units=units)
+        plan = nc_plan.plan_refresh(
+            session,
+            nc_plan.project_names(projects),
+            full=full,
+            units=units,
+            drop_max=nc_plan.project_drop_max(projects),
+        )
     _log_plan(plan)
     return plan
 

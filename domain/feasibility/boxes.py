@@ -55,6 +55,18 @@ class BoxRecord:
     ports_active: int = 0  # a customer connected and in service
     ports_occupied: int = 0  # used otherwise (e.g. a drop without an active customer)
     ports_blocked: int = 0
+    drop_splitters: int = 1  # customer-facing splitters (isDrop); 0: a splice closure
+    pole_id: str | None = None  # the pole the box stands on
+
+    @property
+    def sellable(self) -> bool:
+        return is_sellable(draft=self.status is BoxStatus.DRAFT, drop_splitters=self.drop_splitters)
+
+
+def is_sellable(*, draft: bool, drop_splitters: int) -> bool:
+    """A box is offered only when not in design and with a customer-facing splitter (a splice
+    closure, "caixa de emenda", has none; a sellable box with no free port stays "full")."""
+    return not draft and drop_splitters > 0
 
 
 class FeasibilityHit(NamedTuple):

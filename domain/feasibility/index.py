@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, compress
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from domain.feasibility.geodesy import (
 )
 from domain.feasibility.policy import RadiusPolicy, validate_limit
 from domain.geo import BRAZIL_LAT_RANGE, BRAZIL_LNG_RANGE, in_brazil, to_ecef, validate_point
+
+if TYPE_CHECKING:
+    from domain.feasibility.pole_query import PoleNetwork
 
 # Up to this many tree candidates a query is cheaper in plain Python than in numpy calls.
 _SMALL_RESULT: Final = 24
@@ -120,7 +123,8 @@ def _project_codes(
 
 
 class FeasibilityIndex:
-    """Immutable in-memory radius index over the offered boxes (drafts are left out)."""
+    """Immutable in-memory radius index over the offered boxes: not in design ("em projeto")
+    and with at least one customer-facing splitter (splice closures are left out)."""
 
     def __init__(
         self,
@@ -136,6 +140,7 @@ class FeasibilityIndex:
         ports_active: npt.ArrayLike,
         ports_occupied: npt.ArrayLike,
         ports_blocked: npt.ArrayLike,
+        sellable: npt.ArrayLike | None = None,
         radius_policy: RadiusPolicy | None = None,
         leafsize: int = 16,
     ) -> None:
@@ -165,6 +170,16 @@ class FeasibilityIndex:
         # Drafts are never offered; boxes without usable coordinates cannot be located.
         located = in_brazil(lat, lng)
         offered = located & (status_codes != _DRAFT_CODE)
+        if sellable is not None:
+            # Splice closures and network-only boxes (no customer-facing splitter) are never
+            # offered; counted apart from drafts.
+            can_sell = np.asarray(sellable, dtype=bool).reshape(-1)
+            if can_sell.size != n:
+                raise ValueError(f"sellable must have {n} rows (got {can_sell.size})")
+            self.skipped_unsellable = int((offered & ~can_sell).sum())
+            offered &= can_sell
+        else:
+            self.skipped_unsellable = 0
         self.skipped_without_location: tuple[str, ...] = tuple(
             ids[i] for i in np.flatnonzero(~located).tolist()
         )
@@ -193,6 +208,8 @@ class FeasibilityIndex:
         self._tree = cKDTree(self._xyz, leafsize=leafsize, copy_data=False, balanced_tree=False)
         self._project_code_of = {p: i for i, p in enumerate(self._projects)}
         self._project_objects = np.array(self._projects, dtype=object)
+        # Routes along the poles, attached by the loader when the cache has poles.
+        self.poles: PoleNetwork | None = None
 
     @classmethod
     def from_boxes(
@@ -216,6 +233,7 @@ class FeasibilityIndex:
             ports_active=[b.ports_active for b in rows],
             ports_occupied=[b.ports_occupied for b in rows],
             ports_blocked=[b.ports_blocked for b in rows],
+            sellable=[b.sellable for b in rows],
             radius_policy=radius_policy,
             leafsize=leafsize,
         )
@@ -259,14 +277,38 @@ class FeasibilityIndex:
         lat_f, lng_f = validate_point(lat, lng)
         radius = self.radius_policy.resolve(radius_m)
         max_rows = validate_limit(limit)
+        rows, dist = self.select_rows(
+            lat_f, lng_f, radius, projects=projects, only_available=only_available, limit=max_rows
+        )
+        return self._hits(rows, dist)
+
+    def select_rows(
+        self,
+        lat: float,
+        lng: float,
+        radius: float,
+        *,
+        projects: str | Iterable[str] | None = None,
+        only_available: bool = False,
+        limit: int | None = None,
+    ) -> tuple[npt.NDArray[np.intp], list[float]]:
+        """Rows (id order) and distances of the boxes within `radius` of a validated point,
+        nearest first; `hits_for` materialises them (the pole mode works on rows)."""
         allowed = self._allowed_projects(projects)
         if allowed is not None and not allowed.any():
-            return []
-        point = ecef_point(lat_f, lng_f)
+            return _NO_ROWS, []
+        point = ecef_point(lat, lng)
         found = self._tree.query_ball_point(point, radius + _BALL_SLACK_M, return_sorted=False)
         select = self._select_small if len(found) <= _SMALL_RESULT else self._select_vectorised
-        rows, dist = select(found, point, radius, allowed, only_available, max_rows)
+        return select(found, point, radius, allowed, only_available, limit)
+
+    def hits_for(self, rows: npt.NDArray[np.intp], dist: list[float]) -> list[FeasibilityHit]:
+        """Hits for rows of this index with their distances (as `query` returns them)."""
         return self._hits(rows, dist)
+
+    def all_ids(self) -> list[str]:
+        """Every offered box id, in row (= id) order."""
+        return self._ids.take(np.arange(len(self), dtype=np.intp))
 
     def query_batch(
         self,

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlmodel import Session, col, select
 
 from domain.customers import primary_address
 from domain.errors import InvalidInput, NotFound
 from domain.feasibility.boxes import Availability, FeasibilityHit
-from domain.feasibility.policy import RadiusPolicy, validate_limit
+from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy, validate_limit
 from domain.geo import InvalidCoordinates, validate_point
 from models import Customer, Unit, UnitProject
+
+if TYPE_CHECKING:
+    from domain.feasibility.pole_query import PoleHit, PoleNetwork
+
+MODES = ("radius", "poles")  # straight line (default) / along the poles
 
 
 class FeasibilitySource(Protocol):
@@ -69,6 +74,7 @@ class FeasibilityQuery:
     only_available: bool = False
     limit: int | None = None
     customer: CustomerPlace | None = None
+    mode: str = "radius"  # "poles": radius bounds the route along the poles
 
     def params(self) -> dict[str, Any]:
         """The query as URL parameters (for the map link); customer queries carry no point."""
@@ -80,6 +86,8 @@ class FeasibilityQuery:
             out["only_available"] = "true"
         if self.limit is not None:
             out["limit"] = self.limit
+        if self.mode != "radius":
+            out["mode"] = self.mode
         return out
 
 
@@ -87,12 +95,21 @@ class FeasibilityQuery:
 class FeasibilityResult:
     query: FeasibilityQuery
     hits: list[FeasibilityHit]
+    # Pole mode: one per hit (same order), or why there is none.
+    routes: list[PoleHit] | None = None
+    no_pole_within_m: float | None = None
+
+    def _available(self) -> list[FeasibilityHit]:
+        """Boxes with a free port (in pole mode, only those whose drop the project allows)."""
+        if self.routes is None:
+            return [h for h in self.hits if h.ports_free > 0]
+        return [r.hit for r in self.routes if r.viable and r.hit.ports_free > 0]
 
     def summary(self) -> dict[str, Any]:
         counts = dict.fromkeys(Availability, 0)
         for hit in self.hits:
             counts[hit.availability] += 1
-        available = [h for h in self.hits if h.ports_free > 0]
+        available = self._available()
         nearest = self.hits[0] if self.hits else None
         nearest_free = available[0] if available else None
         return {
@@ -111,7 +128,11 @@ class FeasibilityResult:
     def verdict(self) -> str:
         """One line for the seller, e.g. 'Viable: 3 boxes with free ports within 150 m ...'."""
         radius = f"{self.query.radius_m:g} m"
-        available = [h for h in self.hits if h.ports_free > 0]
+        if self.no_pole_within_m is not None:
+            return f"Not viable: no pole within {self.no_pole_within_m:g} m of the address"
+        available = self._available()
+        if self.routes is not None:
+            radius += " along the poles"
         if available:
             first = available[0]
             return (
@@ -138,6 +159,8 @@ class FeasibilityResult:
                 "only_available": q.only_available,
                 "limit": q.limit,
                 "customer_id": q.customer.customer_id if q.customer else None,
+                # radius-mode answers stay as they were; pole mode says so
+                **({"mode": q.mode} if q.mode != "radius" else {}),
             },
             "customer": (
                 {
@@ -149,7 +172,11 @@ class FeasibilityResult:
                 else None
             ),
             "summary": self.summary(),
-            "boxes": [box_json(h) for h in self.hits],
+            "boxes": (
+                [box_json(h) for h in self.hits]
+                if self.routes is None
+                else [route_json(r) for r in self.routes]
+            ),
         }
 
 
@@ -177,6 +204,25 @@ def box_json(hit: FeasibilityHit) -> dict[str, Any]:
             "total": hit.ports_total,
         },
     }
+
+
+def route_json(route: PoleHit) -> dict[str, Any]:
+    """A box in pole mode: the radius-mode fields plus its route along the poles."""
+    out = box_json(route.hit)
+    out["route_m"] = _metres(route.route_m)
+    out["drop_poles"] = list(route.drop_poles)
+    out["drop_max_m"] = route.drop_max_m
+    out["viable"] = route.viable
+    out["reason"] = route.reason
+    return out
+
+
+def validate_mode(mode: object | None, default: str = "radius") -> str:
+    if mode is None or mode == "":
+        return default
+    if not isinstance(mode, str) or mode.strip().lower() not in MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(MODES)} (got {mode!r})", field="mode")
+    return mode.strip().lower()
 
 
 # -- validation -----------------------------------------------------------------------------
@@ -255,6 +301,8 @@ def plan_query(
     only_available: bool = False,
     limit: object | None = None,
     units: Mapping[str, tuple[str, ...]] | None = None,
+    mode: object | None = None,
+    default_mode: str = "radius",
 ) -> FeasibilityQuery:
     """Validate a point query (`lat`/`lng`) or a customer query (`customer_id`).
 
@@ -270,6 +318,7 @@ def plan_query(
         lat_f, lng_f = validate_point(lat, lng)
     radius = policy.resolve(radius_m)  # default when None; else 0 < r <= max
     rows = validate_limit(limit)
+    how = validate_mode(mode, default_mode)
     code, projects = (None, None)
     if unit is not None and unit.strip():
         known = units.get(unit.strip().upper()) if units is not None else None
@@ -286,10 +335,13 @@ def plan_query(
         only_available=bool(only_available),
         limit=rows,
         customer=place,
+        mode=how,
     )
 
 
 def run_query(source: FeasibilitySource, query: FeasibilityQuery) -> FeasibilityResult:
+    if query.mode == "poles":
+        return _run_poles(source, query)
     hits = source.query(
         query.lat,
         query.lng,
@@ -306,3 +358,26 @@ def check_feasibility(
 ) -> FeasibilityResult:
     """`plan_query` then `run_query` (see `plan_query` for the parameters)."""
     return run_query(source, plan_query(session, source.radius_policy, **params))
+
+
+def _run_poles(source: FeasibilitySource, query: FeasibilityQuery) -> FeasibilityResult:
+    network: PoleNetwork | None = getattr(source, "poles", None)
+    if network is None:
+        raise FeasibilityUnavailable(
+            "feasibility along the poles is not available: the network cache has no poles",
+            hint="run a network refresh (`erp-ozmap network refresh --full`), or use mode=radius",
+        )
+    answer = network.query(
+        query.lat,
+        query.lng,
+        query.radius_m,
+        projects=query.projects,
+        only_available=query.only_available,
+        limit=query.limit,
+    )
+    return FeasibilityResult(
+        query,
+        [r.hit for r in answer.hits],
+        routes=answer.hits,
+        no_pole_within_m=answer.no_pole_within_m,
+    )

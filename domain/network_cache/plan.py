@@ -46,6 +46,7 @@ class ProjectPlan:
     units: tuple[str, ...]
     since: datetime | None
     cached_boxes: int  # boxes cached now: the progress estimate
+    drop_max_m: float | None = None  # the project's maximum drop size ("tamanho máximo do drop")
 
     @property
     def mode(self) -> str:
@@ -124,6 +125,7 @@ def plan_refresh(
     *,
     full: bool = False,
     units: Sequence[str] | None = None,
+    drop_max: Mapping[str, float | None] | None = None,
 ) -> RefreshPlan:
     """Which projects to pull and how, for `units` (None: every active unit).
 
@@ -163,6 +165,7 @@ def plan_refresh(
                 units=tuple(units_of[project_id]),
                 since=since,
                 cached_boxes=int(cached.get(project_id, 0)),
+                drop_max_m=(drop_max or {}).get(project_id),
             )
         )
     unserved: tuple[str, ...] = ()
@@ -181,4 +184,13 @@ def plan_refresh(
 
 
 def ozmap_project_names(source: NetworkSource) -> dict[str, str]:
-    return {p.id: p.name or p.id for p in source.list_projects()}
+    return project_names(source.list_projects())
+
+
+def project_names(projects: Sequence[Project]) -> dict[str, str]:
+    return {p.id: p.name or p.id for p in projects}
+
+
+def project_drop_max(projects: Sequence[Project]) -> dict[str, float | None]:
+    """Each project's maximum drop size in metres (None: the project sets none)."""
+    return {p.id: p.max_drop_size for p in projects}

@@ -15,9 +15,11 @@ from domain.network_cache.plan import (
     ProjectNotInOZmap,
     ProjectPlan,
     RefreshPlan,
-    ozmap_project_names,
     plan_refresh,
+    project_drop_max,
+    project_names,
 )
+from domain.network_cache.poles import PoleSource, refresh_poles
 from domain.network_cache.report import ProjectRefresh, RefreshReport
 from domain.network_cache.store import BATCH_SIZE
 from ozmap.models import BoxSnapshot
@@ -69,6 +71,9 @@ def refresh_project(
             marks.append(mark)
         if progress is not None:
             progress(result.boxes_read)
+    pole_source = source if isinstance(source, PoleSource) else None
+    if pole_source is not None:
+        refresh_poles(engine, pole_source, plan, result)
     with engine.begin() as conn:
         store.finish_project(conn, plan, seen, max(marks, default=None), result)
     result.seconds = time.monotonic() - started
@@ -88,9 +93,15 @@ def refresh_network(
     """Plan, refresh every project (a failed project does not stop the others), drop the
     projects no unit serves (full refresh of all units), then bump the generation."""
     started = time.monotonic()
-    names = ozmap_project_names(source)
+    projects = source.list_projects()
     with Session(engine) as session:
-        plan = plan_refresh(session, names, full=full, units=units)
+        plan = plan_refresh(
+            session,
+            project_names(projects),
+            full=full,
+            units=units,
+            drop_max=project_drop_max(projects),
+        )
     if on_plan is not None:
         on_plan(plan)
     report = RefreshReport(full=full, units=plan.units)

@@ -30,13 +30,24 @@ class ProjectRefresh:
     splitters_removed: int = 0
     ports: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PORT_COUNTS, 0))
     boxes_cached: int = 0  # boxes of the project in the cache afterwards
+    poles_read: int = 0
+    poles_written: int = 0  # new or changed
+    poles_removed: int = 0
+    poles_cached: int = 0
+    drop_max_changed: bool = False
     high_water: datetime | None = None
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
         return bool(
-            self.boxes_new + self.boxes_changed + self.boxes_removed + self.splitters_removed
+            self.boxes_new
+            + self.boxes_changed
+            + self.boxes_removed
+            + self.splitters_removed
+            + self.poles_written
+            + self.poles_removed
+            + self.drop_max_changed
         )
 
     @property
@@ -51,7 +62,8 @@ class ProjectRefresh:
             f"{self.label}{units}, {self.mode}: {self.boxes_read:,} boxes read — "
             f"{self.boxes_new:,} new, {self.boxes_changed:,} changed, "
             f"{self.boxes_unchanged:,} unchanged, {self.boxes_removed:,} removed; "
-            f"ports read: {ports}; {self.boxes_cached:,} boxes cached ({self.seconds:.1f} s)"
+            f"ports read: {ports}; {self.boxes_cached:,} boxes cached, "
+            f"{self.poles_cached:,} poles cached ({self.seconds:.1f} s)"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,8 +14,14 @@ from sqlmodel import Session
 from domain.errors import DomainError
 from domain.network_cache.plan import ProjectPlan
 from domain.network_cache.report import PORT_COUNTS, ProjectRefresh
-from models import NetworkBox, NetworkCacheGeneration, NetworkRefreshState, NetworkSplitter
-from ozmap.models import BoxSnapshot, PortState
+from models import (
+    NetworkBox,
+    NetworkCacheGeneration,
+    NetworkPole,
+    NetworkRefreshState,
+    NetworkSplitter,
+)
+from ozmap.models import BoxSnapshot, PortState, ref_id
 
 # One letter per port in `network_splitter.port_states` (read back by domain.reservations).
 PORT_LETTERS: Final = {
@@ -31,6 +37,7 @@ _BOX: Final[sa.Table] = NetworkBox.__table__  # type: ignore[attr-defined]
 _SPLITTER: Final[sa.Table] = NetworkSplitter.__table__  # type: ignore[attr-defined]
 _STATE: Final[sa.Table] = NetworkRefreshState.__table__  # type: ignore[attr-defined]
 _GENERATION: Final[sa.Table] = NetworkCacheGeneration.__table__  # type: ignore[attr-defined]
+_POLE_TABLE: Final[sa.Table] = NetworkPole.__table__  # type: ignore[attr-defined]
 _NAME_MAX: Final = 120
 _BOX_TYPE_MAX: Final = 40
 _PORTS_MAX: Final = 128
@@ -48,6 +55,8 @@ _BOX_FIELDS: Final = (
     "ports_active",
     "ports_occupied",
     "ports_blocked",
+    "drop_splitters",
+    "pole_id",
     "ozmap_updated_at",
 )
 _SPLITTER_FIELDS: Final = ("box_id", "name", "port_states")
@@ -76,6 +85,9 @@ def _box_row(snap: BoxSnapshot, project_id: str, now: datetime) -> dict[str, Any
         "ports_active": snap.active,
         "ports_occupied": snap.occupied,
         "ports_blocked": snap.blocked,
+        # The snapshot holds the customer-facing (isDrop) splitters only.
+        "drop_splitters": len(snap.splitters),
+        "pole_id": ref_id(box.pole),
         "ozmap_updated_at": _aware(box.updated_at),
         "refreshed_at": now,
     }
@@ -209,11 +221,11 @@ def finish_project(
     result.boxes_cached = conn.execute(
         sa.select(sa.func.count()).where(_BOX.c.ozmap_project_id == plan.project_id)
     ).scalar_one()
-    result.high_water = _save_state(conn, plan, high_water, result.boxes_cached)
+    result.high_water = _save_state(conn, plan, high_water, result)
 
 
 def _save_state(
-    conn: sa.Connection, plan: ProjectPlan, high_water: datetime | None, boxes: int
+    conn: sa.Connection, plan: ProjectPlan, high_water: datetime | None, result: ProjectRefresh
 ) -> datetime | None:
     now = datetime.now(UTC)
     old = conn.execute(
@@ -221,6 +233,7 @@ def _save_state(
     ).first()
     previous = _aware(old.last_seen_updated_at) if old else None
     mark = max((m for m in (previous, high_water) if m is not None), default=None)
+    result.drop_max_changed = (old.drop_max_m if old else None) != plan.drop_max_m
     upsert(
         conn,
         _STATE,
@@ -232,7 +245,9 @@ def _save_state(
                 if plan.since is None
                 else (old.last_full_refresh_at if old else None),
                 "last_refresh_at": now,
-                "boxes": boxes,
+                "boxes": result.boxes_cached,
+                "poles": result.poles_cached,
+                "drop_max_m": plan.drop_max_m,
             }
         ],
     )
@@ -251,6 +266,7 @@ def remove_projects(engine: sa.Engine, project_ids: Sequence[str]) -> int:
             )
             _delete_in(conn, _SPLITTER.c.box_id, ids)
             removed += _delete_in(conn, _BOX.c.ozmap_id, ids)
+            conn.execute(sa.delete(_POLE_TABLE).where(_POLE_TABLE.c.ozmap_project_id == project_id))
             conn.execute(sa.delete(_STATE).where(_STATE.c.ozmap_project_id == project_id))
     return removed
 

@@ -244,6 +244,8 @@ def _synthetic_boxes(rng: np.random.Generator, centres: list[tuple[float, float]
                     "ports_active": 5,
                     "ports_occupied": 0,
                     "ports_blocked": 0,
+                    "drop_splitters": 1,
+                    "pole_id": None,
                     "ozmap_updated_at": None,
                     "refreshed_at": datetime.now(UTC),
                 }

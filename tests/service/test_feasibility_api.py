@@ -45,6 +45,7 @@ def _row(n: int, metres: float, azimuth: float, project: str, **ports: int) -> d
         "box_type": None, "ports_free": ports.get("free", 0),
         "ports_reserved": ports.get("reserved", 0), "ports_active": ports.get("active", 0),
         "ports_occupied": 0, "ports_blocked": ports.get("blocked", 0), "ozmap_updated_at": None,
+        "drop_splitters": 1,
         "refreshed_at": datetime.now(UTC),
     }  # fmt: skip
 
