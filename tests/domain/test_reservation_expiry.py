@@ -139,8 +139,8 @@ def test_expires_exactly_the_eligible_ones_and_warns_once(shop: Shop, engine: sa
     assert gone.cancelled_by == audit.AUTOMATIC_ROUTINE_NAME
     kinds = s.exec(select(OutboxEvent.kind).where(OutboxEvent.reservation_id == due.id)).all()
     assert OutboxKind.CANCEL in kinds
-    row = s.exec(select(AuditLog).where(AuditLog.entity_id == str(due.id),
-                                        AuditLog.action == "reservation.cancel.erp_and_ozmap")).one()  # fmt: skip
+    cancelled = AuditLog.action == "reservation.cancel.erp_and_ozmap"
+    row = s.exec(select(AuditLog).where(AuditLog.entity_id == str(due.id), cancelled)).one()
     assert row.actor == audit.AUTOMATIC_ROUTINE_NAME
     for kept in (approved, taken, active, soon, later):
         assert shop.reload(kept).status is not ReservationStatus.CANCELLED
