@@ -16,9 +16,9 @@ from tests.service.test_reservations_api import _open_sale, _refused, oz_env, un
 
 def test_extend_and_expires_at(
     api_server: ApiServer,
-    oz_env: Any,
-    unit: str,
-    engine: sa.Engine,  # noqa: F811
+    oz_env: Any,  # noqa: F811 (the fixture imported above)
+    unit: str,  # noqa: F811
+    engine: sa.Engine,
 ) -> None:
     sold = _open_sale(engine, unit)
     box = new_box(oz_env)
