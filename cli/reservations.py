@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime
 
 import typer
 from rich.table import Table
@@ -27,7 +28,7 @@ from models.db import session_scope
 from ozmap.factory import client_for
 
 app = typer.Typer(
-    help="Port reservations: reserve, show, activate, cancel; drop cable types.",
+    help="Port reservations: reserve, show, activate, cancel, extend, expire; drop cable types.",
     no_args_is_help=True,
 )
 requests_app = typer.Typer(
@@ -127,6 +128,51 @@ def cancel_cmd(
         r = reservations.cancel(session, reservation_id, scope=scope, reason=reason, actor=actor)
         rid, who = r.id, actor.username
     _after_reservation_action(rid, f"cancel.{scope.value}", who)  # type: ignore[arg-type]
+
+
+@app.command("extend")
+@friendly_errors
+def extend_cmd(reservation_id: int, as_user: str | None = AS_USER) -> None:
+    """Give a reserved port a new expiry of now + TTL (at most 2 times)."""
+    with acting(as_user) as (session, actor):
+        reservations.extend(session, reservation_id, actor=actor)
+    with session_scope() as session:
+        print_json(asdict(reservations.get_reservation(session, reservation_id)))
+
+
+@app.command("expire")
+@friendly_errors
+def expire_cmd(
+    as_of: datetime | None = typer.Option(
+        None,
+        "--as-of",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"],
+        help="judge expiry as of this ISO-8601 time (naive = local time; default now)",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="report only, change nothing"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print [{reservation_id, outcome, reason}] instead of a table"
+    ),
+) -> None:
+    """Run the reservation expiry now (what the `reservation-expiry` deployment runs)."""
+    report = reservations.run_expiry(as_of=as_of, dry_run=dry_run)
+    routine = reservations.AUTOMATIC_ROUTINE.username
+    for row in [] if dry_run else report.expired:  # deliver the cancels now, as a user's would
+        after_commit(row.reservation_id, action="cancel.erp_and_ozmap", actor=routine)
+    events.flush()
+    if as_json:
+        print_json(report.as_json())
+    else:
+        table = Table("reservation", "contract", "seller", "outcome", "expires at (UTC)", "reason")
+        for r in report.table():
+            table.add_row(
+                r["reservation"], r["contract"], r["seller"], r["outcome"],
+                r["expires at (UTC)"], r["reason"],
+            )  # fmt: skip
+        console.print(table)
+        console.print(report.summary(), highlight=False)
+    if report.failed:
+        raise typer.Exit(3)
 
 
 @app.command("cable-types")

@@ -4,6 +4,7 @@ erp-ozmap settings show
 erp-ozmap settings billing request_closed
 erp-ozmap settings integration --auto-activate --cable "Drop 1FO"
 erp-ozmap settings integration --no-auto-activate
+erp-ozmap settings integration --reservation-ttl-hours 48 --expiry-warning-hours 12
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def show(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> No
         f"{f' with cable {cable} ({integration.auto_approval_cable_type_id})' if cable else ''}",
         highlight=False,
     )
+    console.print(f"[bold]{_expiry_line(integration)}[/]", highlight=False)
 
 
 @app.command("billing")
@@ -80,12 +82,29 @@ def integration(
     cable: str | None = typer.Option(
         None, "--cable", help="drop cable type for automatic activation: OZmap id or code"
     ),
+    ttl_hours: int | None = typer.Option(
+        None,
+        "--reservation-ttl-hours",
+        help="a reserved port not activated expires after this many hours (0 = never, max 8760)",
+    ),
+    warning_hours: int | None = typer.Option(
+        None,
+        "--expiry-warning-hours",
+        help="warn the seller this many hours before a reservation expires (0 = no warning)",
+    ),
 ) -> None:
-    """Set automatic activation on approval and its drop cable (checked live in OZmap)."""
-    if auto_activate is None and cable is None:
-        raise typer.BadParameter("give --auto-activate/--no-auto-activate and/or --cable")
+    """Set automatic activation on approval and its drop cable (checked live in OZmap), and
+    the reservation expiry (TTL and warning window)."""
+    if auto_activate is None and cable is None and ttl_hours is None and warning_hours is None:
+        raise typer.BadParameter(
+            "give --auto-activate/--no-auto-activate, --cable, --reservation-ttl-hours "
+            "and/or --expiry-warning-hours"
+        )
     data = parameters.IntegrationSettingsIn(
-        auto_activate_on_approval=auto_activate, auto_approval_cable_type_id=cable
+        auto_activate_on_approval=auto_activate,
+        auto_approval_cable_type_id=cable,
+        reservation_ttl_hours=ttl_hours,
+        expiry_warning_hours=warning_hours,
     )
     with admin_session() as (session, admin):
         view = parameters.update_integration(
@@ -96,6 +115,16 @@ def integration(
     console.print(
         f"automatic activation {state}; cable {name} ({view.auto_approval_cable_type_id or '-'})",
         highlight=False,
+    )
+    console.print(_expiry_line(view), highlight=False)
+
+
+def _expiry_line(view: parameters.IntegrationView) -> str:
+    if not view.reservation_ttl_hours:
+        return "reservations expire: never"
+    return (
+        f"reservations expire: {view.reservation_ttl_hours} h after reserving; warning "
+        f"{view.expiry_warning_hours} h before"
     )
 
 

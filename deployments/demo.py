@@ -611,6 +611,11 @@ def print_welcome(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
         echo(f"  curl -s {auth} -H 'Content-Type: application/json' -d '{body}' "
              f"'{cfg.api_url}/reservations'")  # fmt: skip
     echo(f"  curl -s -H \"Authorization: Bearer {tech}\" '{cfg.api_url}/service-requests'")
+    if seeded.expiring_reservation_id:
+        rid = seeded.expiring_reservation_id
+        echo(f"  uv run erp-ozmap reservations expire --dry-run   # reservation {rid} expires "
+             "within the hour (warned by the reservation-expiry deployment)")  # fmt: skip
+        echo(f"  curl -s -X POST {auth} '{cfg.api_url}/reservations/{rid}/extend'")
     try:
         adhoc = by_name("adhoc").full_name()
     except Exception:  # the reconciliation flow is not installed

@@ -113,6 +113,7 @@ class SeedResult:
     example_lat_lng: tuple[float, float] | None = None
     example_contract_id: int | None = None  # a sale still without a port: reserve one
     example_box_id: str | None = None  # a box with free ports near that customer
+    expiring_reservation_id: int | None = None  # inside its warning window: the warning shows
 
 
 def cpf(rng: random.Random) -> str:
@@ -312,6 +313,10 @@ def _seed_customer(
         "cancelled-both": ["take", "cancel-both"],
         "cancelled-erp-only": ["take", "push", "cancel-erp"],
     }[scenario]
+    if scenario == "reserved-open" and result.expiring_reservation_id is None:
+        with session_factory() as session:
+            _about_to_expire(session, reservation_id)  # type: ignore[arg-type]
+        result.expiring_reservation_id = reservation_id
     for step in stage:
         if step == "push":
             if push is not None:
@@ -319,6 +324,24 @@ def _seed_customer(
             continue
         with session_factory() as session:
             _apply_step(session, ozmap, step, sale.service_request_id, reservation_id, tech)
+
+
+def _about_to_expire(session: Session, reservation_id: int) -> None:
+    """Backdate one reservation so it expires in an hour: the expiry routine's next run warns
+    its seller (event, artifact) and the one after the deadline gives the port back."""
+    from datetime import timedelta
+
+    from domain.reservations.deadline import ttl_hours
+    from models import PortReservation
+    from models.base import utcnow
+
+    row = session.get(PortReservation, reservation_id)
+    ttl = ttl_hours(session)
+    if row is None or ttl <= 0:
+        return
+    row.expires_at = utcnow() + timedelta(hours=1)
+    row.reserved_at = row.expires_at - timedelta(hours=ttl)
+    session.add(row)
 
 
 def _apply_step(

@@ -225,6 +225,19 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         concurrency=Concurrency(1, "CANCEL_NEW"),
     ),
     DeploymentSpec(
+        name="reservation-expiry",
+        entrypoint="flows/expiry.py:expire_reservations",
+        description=(
+            "Give back reserved ports not activated within the TTL (integration setting "
+            "reservation_ttl_hours, default 48 h): cancelled in the ERP and OZmap through the "
+            "outbox; sellers are warned expiry_warning_hours before. Every 15 minutes."
+        ),
+        parameters={"as_of": None, "dry_run": False},
+        schedules=(Cron("*/15 * * * *"),),
+        tags=(PROJECT_TAG, "expiry"),
+        concurrency=Concurrency(1, "CANCEL_NEW"),
+    ),
+    DeploymentSpec(
         name="nightly-repair",
         entrypoint="flows/reconciliation.py:reconcile",
         description=(

@@ -28,6 +28,8 @@ from ozmap.models import CableType
 
 _Row = TypeVar("_Row", IntegrationSettings, BillingSettings)
 
+MAX_TTL_HOURS = 8760  # a year: longer is "never", which is 0
+
 # The ERP's labels, shown next to our values so users recognise the setting.
 TRIGGER_LABELS: dict[ApprovalTrigger, str] = {
     ApprovalTrigger.MANUAL: "Manual",
@@ -69,6 +71,8 @@ class IntegrationView:
     auto_activate_on_approval: bool
     auto_approval_cable_type_id: str | None
     auto_approval_cable_type_name: str | None
+    reservation_ttl_hours: int
+    expiry_warning_hours: int
     updated_by: str | None
     updated_at: datetime | None
 
@@ -86,6 +90,8 @@ def integration_view(row: IntegrationSettings) -> IntegrationView:
         auto_activate_on_approval=row.auto_activate_on_approval,
         auto_approval_cable_type_id=row.auto_approval_cable_type_id,
         auto_approval_cable_type_name=row.auto_approval_cable_type_name,
+        reservation_ttl_hours=row.reservation_ttl_hours,
+        expiry_warning_hours=row.expiry_warning_hours,
         updated_by=row.updated_by,
         updated_at=row.updated_at,
     )
@@ -137,6 +143,20 @@ class IntegrationSettingsIn(BaseModel):
         max_length=120,
         description="drop cable type used for automatic activation: its OZmap id or code",
     )
+    reservation_ttl_hours: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TTL_HOURS,
+        description="a reserved port not activated expires this many hours after it was "
+        f"reserved (0 = never; 0 to {MAX_TTL_HOURS})",
+    )
+    expiry_warning_hours: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TTL_HOURS,
+        description="warn the seller this many hours before a reservation expires "
+        f"(0 = no warning; 0 to {MAX_TTL_HOURS})",
+    )
 
     @field_validator("auto_approval_cable_type_id")
     @classmethod
@@ -155,10 +175,23 @@ def update_integration(
     actor: Principal,
     ozmap: OZmapClient,
 ) -> IntegrationView:
-    """Change automatic activation and its cable; refuse to turn it on without a valid cable."""
+    """Change automatic activation and its cable (refused on without a valid cable) and the
+    reservation expiry settings."""
     actor.require(UserRole.ADMIN)
     row = integration_settings(session)
     before = audit.snapshot(row, _INTEGRATION_FIELDS)
+    if data.reservation_ttl_hours is not None:
+        row.reservation_ttl_hours = data.reservation_ttl_hours
+    if data.expiry_warning_hours is not None:
+        row.expiry_warning_hours = data.expiry_warning_hours
+    touches_activation = (
+        data.auto_activate_on_approval is not None or data.auto_approval_cable_type_id is not None
+    )
+    if not touches_activation:  # only the expiry settings: OZmap has nothing to say
+        return _save(
+            session, row, before, actor=actor, action="settings.integration.update",
+            fields=_INTEGRATION_FIELDS, view=integration_view,
+        )  # fmt: skip
     enable = (
         data.auto_activate_on_approval
         if data.auto_activate_on_approval is not None
@@ -219,6 +252,8 @@ _INTEGRATION_FIELDS = (
     "auto_activate_on_approval",
     "auto_approval_cable_type_id",
     "auto_approval_cable_type_name",
+    "reservation_ttl_hours",
+    "expiry_warning_hours",
 )
 _BILLING_FIELDS = ("contract_approval_trigger",)
 

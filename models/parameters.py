@@ -27,6 +27,10 @@ class IntegrationSettings(SQLModel, table=True):
     auto_activate_on_approval: bool = False
     auto_approval_cable_type_id: str | None = Field(default=None, max_length=32)
     auto_approval_cable_type_name: str | None = Field(default=None, max_length=120)
+    # A reserved port not activated expires this long after it was reserved (0 = never).
+    reservation_ttl_hours: int = Field(default=48, sa_column_kwargs={"server_default": "48"})
+    # The seller is warned this long before a reservation expires (0 = no warning).
+    expiry_warning_hours: int = Field(default=12, sa_column_kwargs={"server_default": "12"})
     updated_by: str | None = Field(default=None, max_length=64)
     updated_at: datetime | None = ts_column()
 

@@ -66,6 +66,12 @@ class PortReservation(SQLModel, table=True):
     sync_error: str | None = Field(default=None, max_length=1000)
     synced_at: datetime | None = ts_column()
     updated_at: datetime = ts_column(nullable=False, default_now=True)
+    # Expiry of a reservation not yet active: set at reserve time when a TTL is configured,
+    # moved by an extension; the routine also expires rows without it at reserved_at + TTL.
+    expires_at: datetime | None = ts_column(index=True)
+    extensions: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # When the "about to expire" warning went out (once per expiry; an extension clears it).
+    expiry_warned_at: datetime | None = ts_column()
 
     def touch(self) -> None:
         self.updated_at = utcnow()

@@ -123,6 +123,18 @@ def cancel_reservation(
     return _after_action(session, reservation, f"cancel.{body.scope.value}", principal)
 
 
+@router.post("/reservations/{reservation_id}/extend")
+def extend_reservation(
+    reservation_id: int,
+    session: Session = Depends(db_session, scope="function"),
+    principal: Principal = Depends(require_role(UserRole.SELLER)),
+) -> dict[str, Any]:
+    """A new expiry of now + TTL, at most 2 times (the seller who reserved, or an admin)."""
+    reservations.extend(session, reservation_id, actor=principal)
+    session.commit()
+    return asdict(reservations.get_reservation(session, reservation_id))
+
+
 @router.get("/cable-types")
 def list_cable_types(
     _: Principal = Depends(require_role(*_ANY_ROLE)),

@@ -35,6 +35,17 @@ from domain.reservations.actions import (
     cancel,
     reserve,
 )
+from domain.reservations.deadline import MAX_EXTENSIONS
+from domain.reservations.expiry import (
+    ExpiryOutcome,
+    ExpiryPlan,
+    ExpiryReport,
+    ExpiryRow,
+    apply_expiry,
+    extend,
+    plan_expiry,
+    run_expiry,
+)
 from domain.reservations.ports import AUTO_CANDIDATES, SOURCE_CACHE, SOURCE_LIVE, PortChoice
 from domain.reservations.views import OutboxSummary, ReservationView, get_reservation
 
@@ -42,16 +53,25 @@ __all__ = [
     "ACTIVATABLE_STAGES",
     "AUTOMATIC_ROUTINE",
     "AUTO_CANDIDATES",
+    "MAX_EXTENSIONS",
     "MAX_REASON",
     "RESERVABLE_STAGES",
     "SOURCE_CACHE",
     "SOURCE_LIVE",
+    "ExpiryOutcome",
+    "ExpiryPlan",
+    "ExpiryReport",
+    "ExpiryRow",
     "OutboxSummary",
     "PortChoice",
     "ReservationView",
     "activate",
     "activation_request",
+    "apply_expiry",
     "cancel",
+    "extend",
     "get_reservation",
+    "plan_expiry",
     "reserve",
+    "run_expiry",
 ]

@@ -12,6 +12,7 @@ from domain.cable_types import unknown_cable
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.outbox import ActivatePayload, CancelPayload, ReservePayload, enqueue
 from domain.reservation_rows import insert_reservation
+from domain.reservations.deadline import initial_expiry, ttl_hours
 from domain.reservations.ports import (
     SOURCE_CACHE,
     SOURCE_LIVE,
@@ -212,7 +213,9 @@ def _insert_first(
 ) -> PortReservation:
     """Insert on the first candidate a concurrent sale did not take (the unique index decides)."""
     lost: Conflict | None = None
+    ttl = ttl_hours(session)
     for c in choices:
+        now = utcnow()
         row = PortReservation(
             contract_id=contract.id,  # type: ignore[arg-type]
             ozmap_project_id=c.project_id,
@@ -222,6 +225,8 @@ def _insert_first(
             client_code=code,
             status=ReservationStatus.RESERVED,
             reserved_by=actor.username,
+            reserved_at=now,
+            expires_at=initial_expiry(now, ttl),
             sync_state=SyncState.PENDING,
         )
         try:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from domain.errors import NotFound
+from domain.reservations.deadline import deadline, ttl_hours
 from models import OutboxEvent, OutboxStatus, PortReservation
 
 
@@ -47,6 +48,8 @@ class ReservationView:
     synced_at: datetime | None
     ozmap_property_id: str | None
     ozmap_client_id: str | None
+    expires_at: datetime | None  # a reserved port not activated by then is given back
+    extensions: int
     pending_outbox: int  # rows not yet delivered (pending or being sent)
     outbox: list[OutboxSummary]
 
@@ -99,6 +102,8 @@ def get_reservation(session: Session, reservation_id: int) -> ReservationView:
         synced_at=r.synced_at,
         ozmap_property_id=r.ozmap_property_id,
         ozmap_client_id=r.ozmap_client_id,
+        expires_at=deadline(r, ttl_hours(session)),
+        extensions=r.extensions,
         pending_outbox=sum(1 for e in outbox if e.status in unsent),
         outbox=outbox,
     )
