@@ -13,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from config import get_settings
 from domain import audit, cable_types, parameters, reservations
 from domain.errors import Conflict, Forbidden, NotFound
+from domain.outbox import push_pending
 from domain.reservations import ExpiryOutcome
 from models import (
     AuditLog,
@@ -158,11 +160,23 @@ def test_expires_exactly_the_eligible_ones_and_warns_once(shop: Shop, engine: sa
 
 def test_expired_reservation_reaches_ozmap(shop: Shop, engine: sa.Engine) -> None:
     r, _ = shop.reserve()
-    assert reservations.push_pending(r.id, engine=engine, timeout=10, client=shop.oz)  # type: ignore[arg-type]
+    assert push_pending(
+        r.id,  # type: ignore[arg-type]
+        engine=engine,
+        settings=get_settings(),
+        timeout=10,
+        client=shop.oz,
+    )
     assert shop.sim.state.find("properties", box=r.ozmap_box_id)
     report = reservations.run_expiry(as_of=shop.now + timedelta(hours=48, seconds=1), engine=engine)
     assert [x.reservation_id for x in report.expired] == [r.id]
-    assert reservations.push_pending(r.id, engine=engine, timeout=10, client=shop.oz)  # type: ignore[arg-type]
+    assert push_pending(
+        r.id,  # type: ignore[arg-type]
+        engine=engine,
+        settings=get_settings(),
+        timeout=10,
+        client=shop.oz,
+    )
     shop.session.expire_all()
     assert shop.reload(r).sync_state.value == "synced"
     assert not shop.sim.state.find("properties", box=r.ozmap_box_id)
