@@ -133,8 +133,8 @@ class TokenCache:
     def _connect(self) -> Any:
         """A DBAPI connection of our own, with the engine's settings, outside its pool."""
         raw = self.engine.raw_connection()
+        conn = raw.driver_connection  # (None once detached)
         raw.detach()
-        conn = raw.driver_connection
         if not self.sqlite:
             conn.autocommit = True
         return conn
