@@ -133,7 +133,7 @@ class TokenCache:
     def _connect(self) -> Any:
         """A DBAPI connection of our own, with the engine's settings, outside its pool."""
         raw = self.engine.raw_connection()
-        conn = raw.driver_connection  # (None once detached)
+        conn: Any = raw.driver_connection  # (None once detached)
         raw.detach()
         if not self.sqlite:
             conn.autocommit = True
