@@ -42,6 +42,44 @@ def token(username: str) -> None:
     console.print(f"new API token for {username} (shown once): {new}", highlight=False)
 
 
+@app.command("revoke")
+@friendly_errors
+def revoke(username: str) -> None:
+    """Revoke a user's API token at once (issue a new one with 'users token')."""
+    with admin_session() as (session, admin):
+        user_ops.revoke_token(session, username, actor=admin.username)
+    console.print(f"API token of {username} revoked")
+
+
+@app.command("role")
+@friendly_errors
+def role_cmd(
+    username: str, role: str = typer.Option(..., help="seller, technician, billing or admin")
+) -> None:
+    """Change a user's role (takes effect on the user's next request)."""
+    with admin_session() as (session, admin):
+        user = user_ops.set_role(session, username, role, actor=admin.username)
+    console.print(f"{username} is now {user.role.value}")
+
+
+@app.command("disable")
+@friendly_errors
+def disable(username: str) -> None:
+    """Disable a user: the token is refused from the next request on."""
+    with admin_session() as (session, admin):
+        user_ops.set_active(session, username, False, actor=admin.username)
+    console.print(f"{username} disabled")
+
+
+@app.command("enable")
+@friendly_errors
+def enable(username: str) -> None:
+    """Enable a disabled user again (with the token they had)."""
+    with admin_session() as (session, admin):
+        user_ops.set_active(session, username, True, actor=admin.username)
+    console.print(f"{username} enabled")
+
+
 @app.command("list")
 @friendly_errors
 def list_cmd() -> None:

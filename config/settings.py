@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)
+    # Verified tokens are kept this long per service process (0: verify on every request);
+    # user and token changes made through the product drop them at once.
+    api_token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     @field_validator("database_url")
     @classmethod

@@ -92,6 +92,50 @@ def rotate_token(session: Session, username: str, *, actor: str) -> str:
     return token
 
 
+def _user(session: Session, username: str) -> AppUser:
+    user = session.exec(select(AppUser).where(AppUser.username == username)).first()
+    if user is None:
+        raise NotFound(
+            f"user {username!r} does not exist", field="username", hint="see 'users list'"
+        )
+    return user
+
+
+def revoke_token(session: Session, username: str, *, actor: str) -> None:
+    """The user's token stops working (a new one comes from `rotate_token`)."""
+    user = _user(session, username)
+    user.token_hash = None
+    session.add(user)
+    audit.record(session, actor=actor, action="user.revoke_token", entity="user", entity_id=user.id)
+
+
+def set_role(session: Session, username: str, role: UserRole | str, *, actor: str) -> AppUser:
+    try:
+        new_role = UserRole(role)
+    except ValueError as exc:
+        allowed = ", ".join(r.value for r in UserRole)
+        raise InvalidInput(f"unknown role {role!r}; use one of {allowed}", field="role") from exc
+    user = _user(session, username)
+    before = audit.snapshot(user, ("role",))
+    user.role = new_role
+    session.add(user)
+    audit.record(
+        session, actor=actor, action="user.set_role", entity="user", entity_id=user.id,
+        before=before, after=audit.snapshot(user, ("role",)),
+    )  # fmt: skip
+    return user
+
+
+def set_active(session: Session, username: str, active: bool, *, actor: str) -> AppUser:
+    """Disable (its token is refused) or enable a user again."""
+    user = _user(session, username)
+    user.active = active
+    session.add(user)
+    action = "user.enable" if active else "user.disable"
+    audit.record(session, actor=actor, action=action, entity="user", entity_id=user.id)
+    return user
+
+
 def authenticate(session: Session, token: str | None) -> Principal:
     """Map a bearer token to its active user, or raise Unauthorized (never echoing the token)."""
     if not token:

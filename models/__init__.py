@@ -31,7 +31,7 @@ from models.parameters import BillingSettings, IntegrationSettings
 from models.reconciliation import Discrepancy, ReconciliationRun
 from models.reservations import PortReservation
 from models.units import Unit, UnitProject
-from models.users import AppUser
+from models.users import AppUser, AuthGeneration
 
 __all__ = [
     "LIVE_RESERVATION_STATUSES",
@@ -39,6 +39,7 @@ __all__ = [
     "AppUser",
     "ApprovalTrigger",
     "AuditLog",
+    "AuthGeneration",
     "BillingSettings",
     "CancelScope",
     "Contract",

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from domain.errors import DomainError
+from service.token_cache import token_cache_lifespan
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
         title="ERP ↔ OZmap integration",
         version="0.1.0",
         description="Feasibility (viabilidade), port reservation and activation, settings.",
+        lifespan=token_cache_lifespan,  # verified tokens cached, dropped on any user change
     )
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -50,6 +52,9 @@ def create_app() -> FastAPI:
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Routers register here, one module per concept.
+    from service import routes_health
+
+    app.include_router(routes_health.router)
     from service import routes_customers
 
     app.include_router(routes_customers.router)

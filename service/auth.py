@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
-from domain.users import Principal, authenticate
+from domain.users import Principal, authenticate, hash_token
 from models import UserRole
 from models.db import get_engine
+from service.token_cache import TokenCache
 
 
 async def db_session() -> AsyncIterator[Session]:
@@ -50,14 +51,31 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def current_principal(
+async def current_principal(
     request: Request, session: Session = Depends(db_session, scope="function")
 ) -> Principal:
+    """The caller: from the token cache (no database round trip) or verified in the database.
+
+    async, so a cached token is answered on the event loop without a thread-pool hop."""
     # A route that accepts signed links (the map page) verified one before this dependency.
     signed = getattr(request.state, "signed_principal", None)
     if signed is not None:
         return signed
-    principal = authenticate(session, _bearer(request))
+    token = _bearer(request)
+    cache: TokenCache | None = getattr(request.app.state, "token_cache", None)
+    if token is None or cache is None:
+        return await run_in_threadpool(_verify, session, token)
+    digest = hash_token(token)
+    principal = cache.lookup(digest)
+    if principal is None:
+        epoch = cache.epoch  # before the read: a change committed meanwhile is not cached
+        principal = await run_in_threadpool(_verify, session, token)
+        cache.store(digest, principal, epoch)
+    return principal
+
+
+def _verify(session: Session, token: str | None) -> Principal:
+    principal = authenticate(session, token)
     # End the lookup's transaction here, in the same thread-pool call: a route that needs
     # nothing more from the database then costs no further round trip, and on SQLite the
     # write lock (BEGIN IMMEDIATE) is not held while the route works.
@@ -65,7 +83,7 @@ def current_principal(
     return principal
 
 
-def require_role(*roles: UserRole) -> Callable[..., Principal]:
+def require_role(*roles: UserRole) -> Callable[..., Awaitable[Principal]]:
     """Dependency: the caller must have one of `roles` (admins always pass) or gets 403."""
 
     # async: a pure check, so FastAPI runs it on the event loop (no thread-pool round trip).

@@ -19,9 +19,9 @@ no extra thread-pool round trips; customer lookups and map rendering go to the t
 from __future__ import annotations
 
 import html
-import json
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
@@ -93,8 +93,7 @@ async def _plan(
 def _json(body: dict[str, Any]) -> Response:
     """The body is plain JSON-ready data: skip FastAPI's generic encoder (it costs more than
     the radius query)."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return Response(text.encode(), media_type="application/json", headers=_NO_STORE)
+    return Response(orjson.dumps(body), media_type="application/json", headers=_NO_STORE)
 
 
 def _answer(

@@ -29,9 +29,9 @@ USERS = {
     "billing": UserRole.BILLING,
     "admin": UserRole.ADMIN,
 }
-# Routes that must stay reachable without a token (none so far: the map page loads its data
+# Routes that must stay reachable without a token (the map page loads its data
 # through guarded routes).
-PUBLIC: set[tuple[str, str]] = set()
+PUBLIC: set[tuple[str, str]] = {("GET", "/health")}  # for load balancers
 
 
 @dataclass(frozen=True)
