@@ -13,6 +13,7 @@ from domain import audit
 from domain.documents import digits, normalise_document
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.geo import validate_point
+from domain.inputs import Line
 from models import Address, Customer, CustomerPhone
 
 UF = {
@@ -24,13 +25,13 @@ UF = {
 class AddressIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    street: str = Field(min_length=1, max_length=160)
-    number: str = Field(min_length=1, max_length=20)
-    complement: str | None = Field(default=None, max_length=80)
-    neighbourhood: str = Field(min_length=1, max_length=80)
-    city: str = Field(min_length=1, max_length=80)
-    state: str = Field(min_length=2, max_length=2, description="UF, e.g. SP")
-    postal_code: str = Field(description="CEP, 8 digits")
+    street: Line = Field(min_length=1, max_length=160)
+    number: Line = Field(min_length=1, max_length=20)
+    complement: Line | None = Field(default=None, max_length=80)
+    neighbourhood: Line = Field(min_length=1, max_length=80)
+    city: Line = Field(min_length=1, max_length=80)
+    state: Line = Field(min_length=2, max_length=2, description="UF, e.g. SP")
+    postal_code: Line = Field(description="CEP, 8 digits")
     latitude: float | None = None
     longitude: float | None = None
 
@@ -54,10 +55,10 @@ class AddressIn(BaseModel):
 class CustomerIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    name: str = Field(min_length=2, max_length=160)
-    document: str = Field(description="CPF (11 digits) or CNPJ (14 digits)")
+    name: Line = Field(min_length=2, max_length=160)
+    document: Line = Field(description="CPF (11 digits) or CNPJ (14 digits)")
     email: EmailStr | None = None
-    phones: list[str] = Field(default_factory=list, max_length=5)
+    phones: list[Line] = Field(default_factory=list, max_length=5)
     address: AddressIn | None = None
 
     @field_validator("phones")

@@ -24,6 +24,7 @@ from models.db import get_engine
 from ozmap.client import OZmapClient, get_client
 from service import events
 from service.auth import db_session, require_role
+from service.inputs import ContractId
 
 router = APIRouter(prefix="/contracts", tags=["contract approval"])
 
@@ -45,7 +46,7 @@ class AuthenticationIn(BaseModel):
 
 @router.get("/{contract_id}")
 def read_contract(
-    contract_id: int,
+    contract_id: ContractId,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(
         require_role(UserRole.BILLING, UserRole.SELLER, UserRole.TECHNICIAN)
@@ -56,7 +57,7 @@ def read_contract(
 
 @router.post("/{contract_id}/approve")
 def approve_contract(
-    contract_id: int,
+    contract_id: ContractId,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING)),
     ozmap: OZmapClient = Depends(ozmap_client),
@@ -84,7 +85,7 @@ def approve_contract(
 
 @router.post("/{contract_id}/authentications")
 def record_authentication(
-    contract_id: int,
+    contract_id: ContractId,
     body: AuthenticationIn | None = None,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING, UserRole.TECHNICIAN)),
