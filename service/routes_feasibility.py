@@ -34,8 +34,8 @@ from domain.users import Principal, hash_token
 from models import UserRole
 from service import map_links
 from service.auth import db_session, require_role
-from service.inputs import CustomerId, Line
 from service.feasibility_index import FeasibilityIndexService, index_lifespan, index_service
+from service.inputs import CustomerId, Line
 
 router = APIRouter(tags=["feasibility"], lifespan=index_lifespan)
 
