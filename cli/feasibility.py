@@ -19,7 +19,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlmodel import Session
 
-from cli.common import console, err_console, fail, friendly_errors, print_json
+from cli.common import (
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    print_json,
+    record_id,
+    text,
+)
 from domain import coverage as cov
 from domain import feasibility_service as fs
 from domain import network_cache as nc
@@ -107,9 +115,15 @@ def feasibility(
     radius: float | None = typer.Option(
         None, "--radius", "-r", help="metres; default and maximum from the settings"
     ),
-    unit: str | None = typer.Option(None, "--unit", "-u", help="unit code (Local)"),
+    unit: str | None = typer.Option(
+        None, "--unit", "-u", help="unit code (Local)", callback=text("--unit")
+    ),
     customer: int | None = typer.Option(
-        None, "--customer", "-c", help="ERP customer id: use the registered address"
+        None,
+        "--customer",
+        "-c",
+        help="ERP customer id: use the registered address",
+        callback=record_id("customer"),
     ),
     only_available: bool = typer.Option(
         False, "--only-available", help="leave out boxes without a free port"

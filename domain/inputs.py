@@ -19,8 +19,8 @@ from pydantic_core import PydanticCustomError
 DB_ID_MAX = 2**31 - 1  # PostgreSQL `integer`, the type of every id column
 OFFSET_MAX = 2**63 - 1  # PostgreSQL `bigint`, what OFFSET takes
 
-# Line breaks and tabs belong in free text (a cancellation reason); nowhere else.
-_TEXT_ALLOWED = frozenset("\t\n\r")
+# Tabs and line breaks belong in free text (a cancellation reason); nowhere else.
+TEXT_ALLOWED = frozenset("\t\n\r")
 
 
 def id_in_range(value: int) -> bool:
@@ -52,7 +52,7 @@ def _line(value: str) -> str:
 
 
 def _text(value: str) -> str:
-    return _refuse(value, _TEXT_ALLOWED)
+    return _refuse(value, TEXT_ALLOWED)
 
 
 # The validators are module-level functions so a test can check every route field uses one.

@@ -103,6 +103,4 @@ def test_every_id_and_offset_is_bounded() -> None:
             continue
         if not ok:
             unbounded.append(f"{where}: {name}")
-    assert not unbounded, "use service.inputs / domain.inputs id types for: " + ", ".join(
-        unbounded
-    )
+    assert not unbounded, "use service.inputs / domain.inputs id types for: " + ", ".join(unbounded)
