@@ -14,7 +14,8 @@ from domain.documents import digits, normalise_document
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.geo import validate_point
 from domain.inputs import Line
-from models import Address, Customer, CustomerPhone
+from domain.users import Principal
+from models import Address, Customer, CustomerPhone, UserRole
 
 UF = {
     "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA", "PB",
@@ -106,18 +107,11 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
             hint="search for the customer instead of registering again",
         )
     address = data.address
-    lat = lng = None
-    if address and (address.latitude is not None or address.longitude is not None):
-        if address.latitude is None or address.longitude is None:
-            raise InvalidInput(
-                "give both latitude and longitude, or neither", field="address.latitude"
-            )
-        lat, lng = validate_point(
-            address.latitude,
-            address.longitude,
-            lat_field="address.latitude",
-            lng_field="address.longitude",
-        )
+    lat, lng = (
+        coordinates(address, lat_field="address.latitude", lng_field="address.longitude")
+        if address
+        else (None, None)
+    )
     customer = Customer(name=data.name, document=document, document_kind=kind, email=data.email)
     session.add(customer)
     try:
@@ -148,6 +142,68 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
         after=audit.snapshot(customer),
     )
     return get_customer(session, customer.id)  # type: ignore[arg-type]
+
+
+def coordinates(
+    address: AddressIn, *, lat_field: str = "latitude", lng_field: str = "longitude"
+) -> tuple[float, float] | tuple[None, None]:
+    """The address's point, checked (range, NaN, swapped, outside Brazil), or no point at all.
+
+    The one rule for a customer's coordinates, at registration and at an address change; the
+    fields name what the caller's user typed (body fields, or the CLI's --lat/--lng).
+    """
+    if address.latitude is None and address.longitude is None:
+        return None, None
+    if address.latitude is None or address.longitude is None:
+        raise InvalidInput(f"give both {lat_field} and {lng_field}, or neither", field=lat_field)
+    return validate_point(
+        address.latitude, address.longitude, lat_field=lat_field, lng_field=lng_field
+    )
+
+
+def update_address(
+    session: Session,
+    customer_id: int,
+    data: AddressIn,
+    *,
+    actor: Principal,
+    lat_field: str = "latitude",
+    lng_field: str = "longitude",
+) -> CustomerView:
+    """Replace the customer's installation address (the one feasibility uses), audited with
+    before and after, in the caller's transaction; nothing changes on error. Sellers (and
+    admins) may."""
+    actor.require(UserRole.SELLER)
+    lat, lng = coordinates(data, lat_field=lat_field, lng_field=lng_field)
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist", field="customer_id")
+    # Lock the row: two changes at once must not both read the same "before".
+    address = session.exec(
+        select(Address)
+        .where(Address.customer_id == customer_id)
+        .order_by(Address.id)
+        .limit(1)
+        .with_for_update()
+    ).first()
+    before = audit.snapshot(address)
+    if address is None:
+        address = Address(customer_id=customer_id)
+    for name, value in data.model_dump(exclude={"latitude", "longitude"}).items():
+        setattr(address, name, value)
+    address.latitude, address.longitude, address.geocoded = lat, lng, lat is not None
+    session.add(address)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor.username,
+        action="customer.address",
+        entity="customer",
+        entity_id=customer_id,
+        before=before,
+        after=audit.snapshot(address),
+    )
+    return get_customer(session, customer_id)
 
 
 def get_customer(session: Session, customer_id: int) -> CustomerView:
@@ -209,9 +265,11 @@ __all__ = [
     "CustomerIn",
     "CustomerView",
     "DomainError",
+    "coordinates",
     "get_customer",
     "parse",
     "primary_address",
     "register_customer",
     "search_customers",
+    "update_address",
 ]

@@ -47,6 +47,19 @@ def get_customer(
     return asdict(customers.get_customer(session, customer_id))
 
 
+@router.put("/customers/{customer_id}/address")
+def change_address(
+    customer_id: CustomerId,
+    body: customers.AddressIn,
+    session: Session = Depends(db_session, scope="function"),
+    principal: Principal = Depends(require_role(UserRole.SELLER)),
+) -> dict[str, Any]:
+    """Replace the installation address (with its coordinates, checked like at registration):
+    what a customer's feasibility needs when it answers `address_not_geocoded`."""
+    view = customers.update_address(session, customer_id, body, actor=principal)
+    return asdict(view)
+
+
 @router.post("/sales", status_code=201)
 def open_sale(
     body: sales.SaleIn,
