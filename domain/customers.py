@@ -182,14 +182,15 @@ def update_address(
     address = session.exec(
         select(Address)
         .where(Address.customer_id == customer_id)
-        .order_by(Address.id)
+        .order_by(Address.id)  # type: ignore[arg-type]
         .limit(1)
         .with_for_update()
     ).first()
     before = audit.snapshot(address)
+    fields = data.model_dump(exclude={"latitude", "longitude"})
     if address is None:
-        address = Address(customer_id=customer_id)
-    for name, value in data.model_dump(exclude={"latitude", "longitude"}).items():
+        address = Address(customer_id=customer_id, **fields)
+    for name, value in fields.items():
         setattr(address, name, value)
     address.latitude, address.longitude, address.geocoded = lat, lng, lat is not None
     session.add(address)

@@ -8,7 +8,7 @@ import json
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cli.main import app
 from models import AppUser, AuditLog, UserRole
@@ -21,7 +21,7 @@ ADDRESS = [
 POINT = ["--lat", str(CENTRE[0]), "--lng", str(CENTRE[1])]
 
 
-def run(*args: str) -> object:
+def run(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
@@ -49,7 +49,7 @@ def test_the_address_command_lets_feasibility_answer(customer_id: int, engine: s
     assert json.loads(after.stdout)["boxes"]
     with Session(engine) as s:
         entry = s.exec(select(AuditLog).where(AuditLog.action == "customer.address")).one()
-    assert entry.actor == "cli-admin" and entry.before["geocoded"] is False
+    assert entry.actor == "cli-admin" and entry.before["geocoded"] is False  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_changing_the_address_lets_feasibility_answer(
     with Session(engine) as s:
         entry = s.exec(select(AuditLog).where(AuditLog.action == "customer.address")).one()
     assert entry.actor == "seller" and entry.entity_id == str(customer_id)
-    assert entry.before["geocoded"] is False and entry.after["geocoded"] is True
+    assert entry.before["geocoded"] is False and entry.after["geocoded"] is True  # type: ignore[index]
 
 
 def test_who_may_change_an_address(api: tuple[ApiServer, int], engine: sa.Engine) -> None:

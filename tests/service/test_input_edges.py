@@ -46,12 +46,13 @@ def seeded(engine: sa.Engine) -> dict[str, int]:
         reservation = f.reservation(s, contract_id=contract.id)  # type: ignore[arg-type]
         s.add(reservation)
         s.commit()
-        return {
+        ids = {
             "contract": contract.id,
             "customer": contract.customer_id,
             "request": request.id,
             "reservation": reservation.id,
-        }  # type: ignore[dict-item]
+        }
+        return ids  # type: ignore[return-value]
 
 
 PATH_ID_ROUTES = [

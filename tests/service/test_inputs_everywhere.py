@@ -60,11 +60,11 @@ def _fields(where: str, name: str, annotation: Any, metadata: list[Any]) -> Iter
 
 
 def _all_fields() -> list[tuple]:
-    out = []
+    out: list[tuple] = []
     for route in _routes(create_app().routes):
         for kind, param in _params(route.dependant):
             info = param.field_info
-            where = f"{sorted(route.methods)[0]} {route.path} ({kind})"
+            where = f"{sorted(route.methods or ())[0]} {route.path} ({kind})"
             out.extend(_fields(where, param.name, info.annotation, info.metadata))
     return out
 
