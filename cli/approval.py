@@ -20,7 +20,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from actions.after_commit import after_commit
-from cli.common import console, fail, friendly_errors, print_json
+from cli.common import console, fail, friendly_errors, print_json, record_id, text
 from cli.reservations import acting
 from config import get_settings
 from domain import approval
@@ -33,7 +33,10 @@ app = typer.Typer(
 )
 
 DEPLOYMENT = "contract-approval/contract-approval"
-AS_USER = typer.Option(None, "--as", help="act as this user (default: the local CLI admin)")
+AS_USER = typer.Option(
+    None, "--as", help="act as this user (default: the local CLI admin)", callback=text("--as")
+)
+CONTRACT_ID = typer.Argument(..., help="contract id", callback=record_id("contract"))
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
@@ -92,7 +95,7 @@ _ATTENTION = (approval.ContractOutcome.SKIPPED, approval.ContractOutcome.FAILED)
 
 @app.command("approve")
 @friendly_errors
-def approve(contract_id: int, as_user: str | None = AS_USER) -> None:
+def approve(contract_id: int = CONTRACT_ID, as_user: str | None = AS_USER) -> None:
     """Approve one contract now, whatever the trigger (billing's manual approval)."""
     with acting(as_user) as (session, actor):
         view = approval.approve_contract(
@@ -108,7 +111,7 @@ def approve(contract_id: int, as_user: str | None = AS_USER) -> None:
 @app.command("authenticate")
 @friendly_errors
 def authenticate(
-    contract_id: int,
+    contract_id: int = CONTRACT_ID,
     at: str | None = typer.Option(None, "--at", help="when (local time, ISO); default now"),
     as_user: str | None = AS_USER,
 ) -> None:

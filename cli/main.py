@@ -7,6 +7,7 @@ from sqlmodel import func, select
 
 from cli import (
     approval,
+    customers,
     database,
     feasibility,
     ops,
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(users.units_app, name="units")
+app.add_typer(customers.app, name="customers")
 app.add_typer(reservations.app, name="reservations")
 app.add_typer(reservations.requests_app, name="requests")
 app.add_typer(settings.app, name="settings")

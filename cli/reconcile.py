@@ -18,7 +18,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import console, err_console, fail, friendly_errors, print_json
+from cli.common import console, err_console, fail, friendly_errors, print_json, record_id
 from domain.reconciliation.pipeline import run_reconciliation
 from domain.reconciliation.report import as_json, one_line, table_rows
 from domain.reconciliation.runs import discrepancies, get_run
@@ -48,7 +48,12 @@ def reconcile(
     deployment: bool = typer.Option(
         False, "--deployment", help=f"start the Prefect deployment {DEPLOYMENT} instead"
     ),
-    show: int | None = typer.Option(None, "--show", help="print stored run N, run nothing"),
+    show: int | None = typer.Option(
+        None,
+        "--show",
+        help="print stored run N, run nothing",
+        callback=record_id("reconciliation run"),
+    ),
     rows: int = typer.Option(30, "--rows", min=0, help="discrepancies to list (not with --json)"),
 ) -> None:
     """Reconcile the ERP's port reservations with OZmap (report or repair)."""

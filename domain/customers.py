@@ -13,7 +13,9 @@ from domain import audit
 from domain.documents import digits, normalise_document
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.geo import validate_point
-from models import Address, Customer, CustomerPhone
+from domain.inputs import Line
+from domain.users import Principal
+from models import Address, Customer, CustomerPhone, UserRole
 
 UF = {
     "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA", "PB",
@@ -24,13 +26,13 @@ UF = {
 class AddressIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    street: str = Field(min_length=1, max_length=160)
-    number: str = Field(min_length=1, max_length=20)
-    complement: str | None = Field(default=None, max_length=80)
-    neighbourhood: str = Field(min_length=1, max_length=80)
-    city: str = Field(min_length=1, max_length=80)
-    state: str = Field(min_length=2, max_length=2, description="UF, e.g. SP")
-    postal_code: str = Field(description="CEP, 8 digits")
+    street: Line = Field(min_length=1, max_length=160)
+    number: Line = Field(min_length=1, max_length=20)
+    complement: Line | None = Field(default=None, max_length=80)
+    neighbourhood: Line = Field(min_length=1, max_length=80)
+    city: Line = Field(min_length=1, max_length=80)
+    state: Line = Field(min_length=2, max_length=2, description="UF, e.g. SP")
+    postal_code: Line = Field(description="CEP, 8 digits")
     latitude: float | None = None
     longitude: float | None = None
 
@@ -54,10 +56,10 @@ class AddressIn(BaseModel):
 class CustomerIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    name: str = Field(min_length=2, max_length=160)
-    document: str = Field(description="CPF (11 digits) or CNPJ (14 digits)")
+    name: Line = Field(min_length=2, max_length=160)
+    document: Line = Field(description="CPF (11 digits) or CNPJ (14 digits)")
     email: EmailStr | None = None
-    phones: list[str] = Field(default_factory=list, max_length=5)
+    phones: list[Line] = Field(default_factory=list, max_length=5)
     address: AddressIn | None = None
 
     @field_validator("phones")
@@ -105,18 +107,11 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
             hint="search for the customer instead of registering again",
         )
     address = data.address
-    lat = lng = None
-    if address and (address.latitude is not None or address.longitude is not None):
-        if address.latitude is None or address.longitude is None:
-            raise InvalidInput(
-                "give both latitude and longitude, or neither", field="address.latitude"
-            )
-        lat, lng = validate_point(
-            address.latitude,
-            address.longitude,
-            lat_field="address.latitude",
-            lng_field="address.longitude",
-        )
+    lat, lng = (
+        coordinates(address, lat_field="address.latitude", lng_field="address.longitude")
+        if address
+        else (None, None)
+    )
     customer = Customer(name=data.name, document=document, document_kind=kind, email=data.email)
     session.add(customer)
     try:
@@ -147,6 +142,69 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
         after=audit.snapshot(customer),
     )
     return get_customer(session, customer.id)  # type: ignore[arg-type]
+
+
+def coordinates(
+    address: AddressIn, *, lat_field: str = "latitude", lng_field: str = "longitude"
+) -> tuple[float, float] | tuple[None, None]:
+    """The address's point, checked (range, NaN, swapped, outside Brazil), or no point at all.
+
+    The one rule for a customer's coordinates, at registration and at an address change; the
+    fields name what the caller's user typed (body fields, or the CLI's --lat/--lng).
+    """
+    if address.latitude is None and address.longitude is None:
+        return None, None
+    if address.latitude is None or address.longitude is None:
+        raise InvalidInput(f"give both {lat_field} and {lng_field}, or neither", field=lat_field)
+    return validate_point(
+        address.latitude, address.longitude, lat_field=lat_field, lng_field=lng_field
+    )
+
+
+def update_address(
+    session: Session,
+    customer_id: int,
+    data: AddressIn,
+    *,
+    actor: Principal,
+    lat_field: str = "latitude",
+    lng_field: str = "longitude",
+) -> CustomerView:
+    """Replace the customer's installation address (the one feasibility uses), audited with
+    before and after, in the caller's transaction; nothing changes on error. Sellers (and
+    admins) may."""
+    actor.require(UserRole.SELLER)
+    lat, lng = coordinates(data, lat_field=lat_field, lng_field=lng_field)
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist", field="customer_id")
+    # Lock the row: two changes at once must not both read the same "before".
+    address = session.exec(
+        select(Address)
+        .where(Address.customer_id == customer_id)
+        .order_by(Address.id)  # type: ignore[arg-type]
+        .limit(1)
+        .with_for_update()
+    ).first()
+    before = audit.snapshot(address)
+    fields = data.model_dump(exclude={"latitude", "longitude"})
+    if address is None:
+        address = Address(customer_id=customer_id, **fields)
+    for name, value in fields.items():
+        setattr(address, name, value)
+    address.latitude, address.longitude, address.geocoded = lat, lng, lat is not None
+    session.add(address)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor.username,
+        action="customer.address",
+        entity="customer",
+        entity_id=customer_id,
+        before=before,
+        after=audit.snapshot(address),
+    )
+    return get_customer(session, customer_id)
 
 
 def get_customer(session: Session, customer_id: int) -> CustomerView:
@@ -208,9 +266,11 @@ __all__ = [
     "CustomerIn",
     "CustomerView",
     "DomainError",
+    "coordinates",
     "get_customer",
     "parse",
     "primary_address",
     "register_customer",
     "search_customers",
+    "update_address",
 ]

@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel
 
 from domain import audit, cable_types
 from domain.errors import InvalidInput
+from domain.inputs import Line
 from domain.users import Principal
 from models import ApprovalTrigger, BillingSettings, IntegrationSettings, UserRole
 from models.base import utcnow
@@ -137,7 +138,7 @@ class IntegrationSettingsIn(BaseModel):
     auto_activate_on_approval: bool | None = Field(
         default=None, description="activate the reserved port automatically on approval"
     )
-    auto_approval_cable_type_id: str | None = Field(
+    auto_approval_cable_type_id: Line | None = Field(
         default=None,
         min_length=1,
         max_length=120,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from domain.errors import DomainError
+from service.inputs import not_found_in_path
 from service.token_cache import token_cache_lifespan
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -24,6 +25,9 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    missing = not_found_in_path(errors)  # a path id no record can have
+    if missing is not None:
+        return JSONResponse(missing.to_dict(), status_code=missing.status)
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
     return JSONResponse(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlmodel import Session
@@ -14,6 +14,7 @@ from domain import service_requests
 from domain.users import Principal
 from models import ServiceRequestStatus, UserRole
 from service.auth import db_session, require_role
+from service.inputs import Line, Offset, ServiceRequestId
 
 router = APIRouter(tags=["service requests"])
 
@@ -23,12 +24,15 @@ _ANY_ROLE = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)
 @router.get("/service-requests")
 def list_service_requests(
     status: ServiceRequestStatus | None = Query(None, description="open, in_progress, ..."),
-    unit: str | None = Query(None, max_length=32, description="company unit ('Local') code"),
-    assignee: str | None = Query(
-        None, max_length=64, description=f"username, or '{service_requests.UNASSIGNED}' for none"
-    ),
+    unit: Annotated[
+        Line | None, Query(max_length=32, description="company unit ('Local') code")
+    ] = None,
+    assignee: Annotated[
+        Line | None,
+        Query(max_length=64, description=f"username, or '{service_requests.UNASSIGNED}' for none"),
+    ] = None,
     limit: int = Query(50, ge=1, le=service_requests.MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: Annotated[Offset, Query(description="rows to skip")] = 0,
     session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ANY_ROLE)),
 ) -> list[dict[str, Any]]:
@@ -42,7 +46,7 @@ def _action(
     name: str, fn: Callable[..., service_requests.ServiceRequestView], summary: str
 ) -> None:
     def endpoint(
-        request_id: int,
+        request_id: ServiceRequestId,
         session: Session = Depends(db_session, scope="function"),
         principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
     ) -> dict[str, Any]:
