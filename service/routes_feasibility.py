@@ -31,6 +31,7 @@ from config import get_settings
 from domain.errors import Unauthorized
 from domain.feasibility import service as fs
 from domain.feasibility.map import render_feasibility_map
+from domain.inputs import Line
 from domain.users import Principal, hash_token
 from models import UserRole
 from service import map_links
@@ -60,7 +61,7 @@ OnlyAvailable = Annotated[
 ]
 Limit = Annotated[int | None, Query(description="at most this many boxes, nearest first")]
 Mode = Annotated[
-    str | None,
+    Line | None,
     Query(
         description="radius (straight line, the default: FEASIBILITY_DEFAULT_MODE) or poles "
         "(the drop along the poles: radius bounds the route; each box adds route_m, drop_poles, "
