@@ -141,7 +141,7 @@ def cancel_cmd(
 
 @app.command("extend")
 @friendly_errors
-def extend_cmd(reservation_id: int, as_user: str | None = AS_USER) -> None:
+def extend_cmd(reservation_id: int = RESERVATION_ID, as_user: str | None = AS_USER) -> None:
     """Give a reserved port a new expiry of now + TTL (at most 2 times)."""
     with acting(as_user) as (session, actor):
         reservations.extend(session, reservation_id, actor=actor)

@@ -31,7 +31,6 @@ from config import get_settings
 from domain.errors import Unauthorized
 from domain.feasibility import service as fs
 from domain.feasibility.map import render_feasibility_map
-from domain.inputs import Line
 from domain.users import Principal, hash_token
 from models import UserRole
 from service import map_links

@@ -126,7 +126,7 @@ def cancel_reservation(
 
 @router.post("/reservations/{reservation_id}/extend")
 def extend_reservation(
-    reservation_id: int,
+    reservation_id: ReservationId,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER)),
 ) -> dict[str, Any]:
