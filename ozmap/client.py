@@ -38,6 +38,7 @@ from ozmap.models import (
     Box,
     BoxSnapshot,
     CableType,
+    Pole,
     Port,
     Project,
     Property,
@@ -415,6 +416,14 @@ class OZmapClient(_BaseClient):
         for page in self.iter_pages("boxes", filter=flt, limit=limit):
             yield from (Box.model_validate(r) for r in page)
 
+    def iter_poles(
+        self, project_id: str | None = None, *, filter: FilterLike = None, limit: int = 1000
+    ) -> Iterator[Pole]:
+        """Poles, optionally of one project, with their adjacency."""
+        flt = core.pole_filter(project_id, filter)
+        for page in self.iter_pages("poles", filter=flt, limit=limit):
+            yield from (Pole.model_validate(r) for r in page)
+
     def iter_splitters(
         self,
         *,
@@ -705,6 +714,15 @@ class AsyncOZmapClient(_BaseClient):
         async for page in self.iter_pages("boxes", filter=flt, limit=limit):
             for r in page:
                 yield Box.model_validate(r)
+
+    async def iter_poles(
+        self, project_id: str | None = None, *, filter: FilterLike = None, limit: int = 1000
+    ) -> AsyncIterator[Pole]:
+        """Poles, optionally of one project, with their adjacency."""
+        flt = core.pole_filter(project_id, filter)
+        async for page in self.iter_pages("poles", filter=flt, limit=limit):
+            for r in page:
+                yield Pole.model_validate(r)
 
     async def iter_splitters(
         self,
