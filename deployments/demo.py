@@ -10,14 +10,13 @@ flow run on the local Prefect API, prints a report and exits non-zero if anythin
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from deployments.demo_data import EXAMPLE_RADIUS_M, USERS
 from deployments.demo_once import print_report, run_once
 from deployments.demo_processes import (
     Supervisor,
@@ -48,8 +47,23 @@ def start_run(cfg: DemoConfig, name: str, echo: Echo) -> None:
     from prefect.deployments import run_deployment
 
     full = by_name(name).full_name()
-    anyio.run(lambda: run_deployment(full, timeout=0, tags=["demo-start"]))
+
+    async def start() -> None:
+        await run_deployment(full, timeout=0, tags=["demo-start"])  # type: ignore[misc]
+
+    anyio.run(start)
     echo(f"started {full} (feasibility answers once it completes, about a minute)")
+
+
+def token_lines(tokens: dict[str, str]) -> list[str]:
+    """One line per demo user: name, role and token together (the role says what it may do)."""
+    roles = {user: role.value for user, role, _ in USERS}
+    return [f"  {user:<6} {roles.get(user, '?'):<10} {token}" for user, token in tokens.items()]
+
+
+def example_feasibility_url(api_url: str, lat: float, lng: float, unit: str) -> str:
+    """The welcome's point query (around the seeded customer whose box has free ports)."""
+    return f"{api_url}/feasibility?lat={lat}&lng={lng}&radius={EXAMPLE_RADIUS_M}&unit={unit}"
 
 
 def print_welcome(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
@@ -57,6 +71,7 @@ def print_welcome(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
     tech = seeded.tokens.get("bruno", "<token>")
     cust = seeded.example_customer_id or 1
     lat, lng = seeded.example_lat_lng or (-23.5505, -46.6333)
+    unit = seeded.example_unit or "SPO"
     echo("")
     echo("erp-ozmap demo is running:")
     echo(f"  Prefect UI       {cfg.prefect_ui_url}   (deployments, runs, artifacts, automations)")
@@ -66,14 +81,14 @@ def print_welcome(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
     echo(f"  data             {cfg.data_dir}   (logs in {cfg.log_dir})")
     echo("")
     echo("API tokens (shown once; a new demo run issues new ones):")
-    for user, token in seeded.tokens.items():
-        echo(f"  {user:<6} {token}")
+    for line in token_lines(seeded.tokens):
+        echo(line)
     echo("")
     echo("Try:")
     auth = f'-H "Authorization: Bearer {seller}"'
     echo(f"  curl -s {auth} '{cfg.api_url}/customers?q=Silva'")
-    echo(f"  curl -s {auth} '{cfg.api_url}/customers/{cust}/feasibility?radius=300'")
-    echo(f"  curl -s {auth} '{cfg.api_url}/feasibility?lat={lat}&lng={lng}&radius=200&unit=SPO'")
+    echo(f"  curl -s {auth} '{cfg.api_url}/customers/{cust}/feasibility?radius={EXAMPLE_RADIUS_M}'")
+    echo(f"  curl -s {auth} '{example_feasibility_url(cfg.api_url, lat, lng, unit)}'")
     if seeded.example_contract_id and seeded.example_box_id:
         body = json.dumps(
             {"contract_id": seeded.example_contract_id, "box_id": seeded.example_box_id}
@@ -111,53 +126,74 @@ def run_demo(
     if reset:
         reset_data(cfg, echo)
     sup = Supervisor(cfg.log_dir, cfg.child_env())
-    stop = _StopSignal()
-    try:
-        with stop.installed(), _demo_environment(cfg):
-            # Slow starters first, waited for when needed: the parts start in parallel.
-            server = launch_prefect_server(sup, cfg, echo)
-            start_simulator(sup, cfg, echo)
-            seeded = migrate_and_seed(cfg, echo)
-            wait_prefect_server(sup, cfg, server)
-            api = launch_api(sup, cfg, echo)
-            start_serve(sup, cfg, echo, schedules=not once)
-            wait_api(sup, cfg, api)
-            if once:
-                report = run_once(cfg, seeded.tokens["eva"], echo)
-                print_report(report, echo)
-                if report_json:
-                    report_json.write_text(report.to_json())
-                return 0 if report.ok else 1
-            # Feasibility answers from the network cache: fill it now, not at 03:30.
-            start_run(cfg, "nightly-full-refresh", echo)
-            print_welcome(cfg, seeded, echo)
-            while True:
-                time.sleep(1)
-                dead = sup.dead()
-                if dead:
-                    c = dead[0]
-                    raise DemoError(
-                        f"{c.name} stopped unexpectedly (exit {c.proc.returncode}); log "
-                        f"{c.log_path}:\n{sup.tail(c)}"
-                    )
-    except KeyboardInterrupt:
-        echo("\nstopping ...")
-        return 130 if not once else 1
-    finally:
-        sup.stop_all()
-        echo("all demo processes stopped.")
-
-
-class _StopSignal:
-    """SIGTERM behaves like Ctrl-C, so `kill <pid>` also stops the children cleanly."""
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        def handler(_sig: int, _frame: Any) -> None:
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, handler)
+    with _StopSignals() as stop:
         try:
-            yield
+            with _demo_environment(cfg):
+                return _run(sup, cfg, once=once, echo=echo, report_json=report_json)
+        except KeyboardInterrupt:
+            echo("\nstopping ...")
+            return 130 if not once else 1
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            stop.ignore_more()  # a second Ctrl-C (or uv forwarding the first) must not cut this
+            sup.stop_all()
+            echo("all demo processes stopped.")
+
+
+def _run(
+    sup: Supervisor, cfg: DemoConfig, *, once: bool, echo: Echo, report_json: Path | None
+) -> int:
+    """Start every part, then run the pipelines once (`--once`) or until stopped."""
+    # Slow starters first, waited for when needed: the parts start in parallel.
+    server = launch_prefect_server(sup, cfg, echo)
+    start_simulator(sup, cfg, echo)
+    seeded = migrate_and_seed(cfg, echo)
+    wait_prefect_server(sup, cfg, server)
+    api = launch_api(sup, cfg, echo)
+    start_serve(sup, cfg, echo, schedules=not once)
+    wait_api(sup, cfg, api)
+    if once:
+        report = run_once(cfg, seeded.tokens["eva"], echo)
+        print_report(report, echo)
+        if report_json:
+            report_json.write_text(report.to_json())
+        return 0 if report.ok else 1
+    # Feasibility answers from the network cache: fill it now, not at 03:30.
+    start_run(cfg, "nightly-full-refresh", echo)
+    print_welcome(cfg, seeded, echo)
+    while True:
+        time.sleep(1)
+        dead = sup.dead()
+        if dead:
+            c = dead[0]
+            raise DemoError(
+                f"{c.name} stopped unexpectedly (exit {c.proc.returncode}); log "
+                f"{c.log_path}:\n{sup.tail(c)}"
+            )
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _StopSignals:
+    """Ctrl-C, SIGINT to the group, SIGTERM and a closed terminal all stop the demo the same
+    way, once: the first raises KeyboardInterrupt, later ones are ignored until every child
+    is stopped. SIGINT is handled even when the demo was started with it ignored (a
+    background job without a terminal)."""
+
+    def __enter__(self) -> _StopSignals:
+        self._previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._first)
+        return self
+
+    def _first(self, _sig: int, _frame: Any) -> None:
+        self.ignore_more()
+        raise KeyboardInterrupt
+
+    def ignore_more(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)

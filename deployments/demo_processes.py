@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 
 from deployments.demo_setup import DemoConfig, DemoError, Echo
 from deployments.registry import ROOT
+
+PREFECT_SERVER = "prefect-server"
 
 
 @dataclass
@@ -60,18 +63,37 @@ class Supervisor:
         return [c for c in self.children if c.proc.poll() is not None]
 
     def stop_all(self, timeout: float = 20.0) -> None:
-        """SIGTERM each group (newest first), then SIGKILL what is left."""
-        for child in reversed(self.children):
-            _signal_group(child.proc, signal.SIGTERM)
-            # The server last: flows and serve report their final states to it.
+        """SIGTERM every child (the Prefect server last), then SIGKILL whatever is left,
+        including what they started in sessions of their own (flow runs, server services)."""
+        started = self._descendants()
+        # The server last: flows and serve report their final states to it.
+        others = [c for c in self.children if c.name != PREFECT_SERVER]
+        server = [c for c in self.children if c.name == PREFECT_SERVER]
+        for group in (others, server):
+            for child in group:
+                _signal_group(child.proc, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while child.proc.poll() is None and time.monotonic() < deadline:
+            while any(c.proc.poll() is None for c in group) and time.monotonic() < deadline:
                 time.sleep(0.1)
+        started += self._descendants()
+        for child in self.children:
             _signal_group(child.proc, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(timeout=5)
             child.log_file.close()
+        for proc in started:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(started, timeout=5)
         self.children.clear()
+
+    def _descendants(self) -> list[psutil.Process]:
+        """Every live process below our children (new sessions escape a group signal)."""
+        found: list[psutil.Process] = []
+        for child in self.children:
+            with contextlib.suppress(psutil.Error):
+                found += psutil.Process(child.proc.pid).children(recursive=True)
+        return found
 
     def tail(self, child: Child, lines: int = 20) -> str:
         try:
@@ -129,7 +151,7 @@ def launch_prefect_server(sup: Supervisor, cfg: DemoConfig, echo: Echo) -> Child
     """Start `prefect server start` (the slowest part: wait for it later, in parallel)."""
     cmd = [sys.executable, "-m", "prefect", "server", "start",
            "--host", cfg.host, "--port", str(cfg.prefect_port)]  # fmt: skip
-    child = sup.start("prefect-server", cmd)
+    child = sup.start(PREFECT_SERVER, cmd)
     echo(f"starting Prefect server on {cfg.prefect_ui_url} (log {child.log_path}) ...")
     return child
 

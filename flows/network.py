@@ -32,6 +32,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from domain import network_cache as nc
+from domain.clock import operator_time
 from domain.errors import DomainError
 from tasks import network as t
 
@@ -89,9 +90,8 @@ def refresh_network(full: bool = False, units: list[str] | None = None) -> dict[
             f" among {', '.join(plan.units)}" if plan.units else "",
         )
     for p in plan.projects:
-        how = (
-            "full refresh" if p.since is None else f"changes since {p.since:%Y-%m-%d %H:%M:%S} UTC"
-        )
+        since = None if p.since is None else operator_time(p.since, seconds=True)
+        how = "full refresh" if since is None else f"changes since {since}"
         logger.info(
             "unit %s: OZmap project %s — %s (%s boxes cached now)",
             ", ".join(p.units), p.label, how, f"{p.cached_boxes:,}",
