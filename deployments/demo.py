@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from deployments.demo_data import EXAMPLE_RADIUS_M, USERS
 from deployments.demo_once import print_report, run_once
 from deployments.demo_processes import (
@@ -27,6 +29,7 @@ from deployments.demo_processes import (
     start_simulator,
     wait_api,
     wait_prefect_server,
+    wait_until,
 )
 from deployments.demo_setup import (
     DemoConfig,
@@ -41,18 +44,39 @@ from deployments.registry import by_name
 __all__ = ["DemoConfig", "DemoError", "run_demo"]
 
 
-def start_run(cfg: DemoConfig, name: str, echo: Echo) -> None:
-    """Start a run of a served deployment without waiting for it."""
+def fill_network_cache(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
+    """Run the full network refresh now (not at 03:30) and wait until the API answers the
+    welcome's feasibility example from it, so the printed example sells at once."""
     import anyio
     from prefect.deployments import run_deployment
 
-    full = by_name(name).full_name()
+    full = by_name("nightly-full-refresh").full_name()
+    echo(f"filling the network cache ({full}) ...")
 
-    async def start() -> None:
-        await run_deployment(full, timeout=0, tags=["demo-start"])  # type: ignore[misc]
+    async def refresh() -> Any:
+        return await run_deployment(full, timeout=cfg.run_timeout, tags=["demo-start"])  # type: ignore[misc]
 
-    anyio.run(start)
-    echo(f"started {full} (feasibility answers once it completes, about a minute)")
+    run = anyio.run(refresh)
+    if run.state is None or not run.state.is_completed():
+        state = run.state.name if run.state else "unknown"
+        echo(f"warning: the network refresh ended {state}; feasibility answers after the next one")
+        return
+    url = example_feasibility_url(cfg.api_url, *_example_point(seeded))
+    headers = {"Authorization": f"Bearer {seeded.tokens.get('ana', '')}"}
+    try:
+        wait_until("the feasibility example", lambda: _sells(url, headers), timeout=60)
+    except DemoError as exc:
+        echo(f"warning: {exc}")
+
+
+def _sells(url: str, headers: dict[str, str]) -> bool:
+    answer = httpx.get(url, headers=headers, timeout=5)
+    return answer.status_code == 200 and bool(answer.json()["summary"]["viable"])
+
+
+def _example_point(seeded: Any) -> tuple[float, float, str]:
+    lat, lng = seeded.example_lat_lng or (-23.5505, -46.6333)
+    return lat, lng, seeded.example_unit or "SPO"
 
 
 def token_lines(tokens: dict[str, str]) -> list[str]:
@@ -70,8 +94,7 @@ def print_welcome(cfg: DemoConfig, seeded: Any, echo: Echo) -> None:
     seller = seeded.tokens.get("ana", "<token>")
     tech = seeded.tokens.get("bruno", "<token>")
     cust = seeded.example_customer_id or 1
-    lat, lng = seeded.example_lat_lng or (-23.5505, -46.6333)
-    unit = seeded.example_unit or "SPO"
+    lat, lng, unit = _example_point(seeded)
     echo("")
     echo("erp-ozmap demo is running:")
     echo(f"  Prefect UI       {cfg.prefect_ui_url}   (deployments, runs, artifacts, automations)")
@@ -157,8 +180,7 @@ def _run(
         if report_json:
             report_json.write_text(report.to_json())
         return 0 if report.ok else 1
-    # Feasibility answers from the network cache: fill it now, not at 03:30.
-    start_run(cfg, "nightly-full-refresh", echo)
+    fill_network_cache(cfg, seeded, echo)
     print_welcome(cfg, seeded, echo)
     while True:
         time.sleep(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import anyio
@@ -130,10 +131,8 @@ def test_bootstrap_for_serve_creates_no_work_pool(prefect_api: str) -> None:
 
     async def drop_pool() -> None:
         async with get_client() as client:
-            try:
+            with contextlib.suppress(ObjectNotFound):
                 await client.delete_work_pool(WORK_POOL)
-            except ObjectNotFound:
-                pass
 
     async def pool_exists() -> bool:
         async with get_client() as client:

@@ -9,6 +9,7 @@ demo twice: the second one must not cut the shutdown short.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -70,6 +72,7 @@ def test_stopped_demo_leaves_no_process_and_no_port(
             output,
         )
         assert proc.poll() is None, output.read_text()[-4000:]
+        _assert_the_feasibility_example_sells(output.read_text())
         started = psutil.Process(proc.pid).children(recursive=True)
         assert len(started) >= 4, "server, simulator, serve and API run as children"
         assert all(port_in_use("127.0.0.1", p) for p in ports)
@@ -87,6 +90,16 @@ def test_stopped_demo_leaves_no_process_and_no_port(
             os.killpg(proc.pid, signal.SIGKILL)
         for p in _processes_of(data):
             p.kill()
+
+
+def _assert_the_feasibility_example_sells(welcome: str) -> None:
+    """The welcome's point query, run as printed, right away: a box with a free port."""
+    token, url = re.search(
+        r"Bearer ([\w-]+)\" '(http://[^']+/feasibility\?lat=[^']+)'", welcome
+    ).groups()  # type: ignore[union-attr]
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["summary"]["viable"] is True, answer.json()["summary"]
 
 
 def _processes_of(data: Path) -> list[psutil.Process]:
