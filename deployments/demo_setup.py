@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deployments.registry import RUN_ENV
+from deployments.registry import LOGGING_CONFIG, RUN_ENV
 
 Echo = Callable[[str], None]
 
@@ -88,6 +88,7 @@ class DemoConfig:
                 "PREFECT_API_URL": self.prefect_api_url,
                 "PREFECT_UI_URL": self.prefect_ui_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_LOGGING_CONFIG_PATH": str(LOGGING_CONFIG),
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
                 "PYTHONUNBUFFERED": "1",
                 **RUN_ENV,

@@ -40,6 +40,10 @@ GLOBAL_CONCURRENCY_LIMITS: dict[str, int] = {"reconciliation": 1}
 HEARTBEAT_SECONDS = 60
 RUN_ENV: dict[str, str] = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
 
+# Prefect's logging config with operator times (deployments/log_format.py), for `serve` and
+# the demo: PREFECT_LOGGING_CONFIG_PATH.
+LOGGING_CONFIG = Path(__file__).with_name("logging.yml")
+
 Collision = Literal["ENQUEUE", "CANCEL_NEW"]
 
 
