@@ -81,6 +81,7 @@ def failed_run_automation(alert_deployment_id: Any) -> Any:
             RunDeployment(
                 source="selected",
                 deployment_id=alert_deployment_id,
+                job_variables=None,
                 # The event's resource is "prefect.flow-run.<id>" (the flow accepts that form);
                 # `{{ flow_run.id }}` fails to render in RunDeployment parameters on 3.9.
                 parameters={"flow_run_id": "{{ event.resource.id }}"},
