@@ -70,7 +70,9 @@ async def _run_pipeline(
     state = run.state.type.value if run.state else "UNKNOWN"
     # The run's summary sentence: its markdown report first, then a table's caption.
     rank = {"markdown": 0, "table": 1}
-    described = sorted((a for a in artifacts if a.description), key=lambda a: rank.get(a.type or "", 2))
+    described = sorted(
+        (a for a in artifacts if a.description), key=lambda a: rank.get(a.type or "", 2)
+    )
     summary = described[0].description if described else (run.state.message if run.state else "")
     return RunReport(
         pipeline=label,
@@ -97,7 +99,8 @@ def check_consistency() -> dict[str, Any]:
     from ozmap.client import OZmapClient
 
     with session_scope() as session:
-        rows = list(session.exec(select(PortReservation).order_by(PortReservation.id)  # type: ignore[arg-type]).all())
+        by_id = select(PortReservation).order_by(PortReservation.id)  # type: ignore[arg-type]
+        rows = list(session.exec(by_id).all())
         waiting = len(
             session.exec(
                 select(OutboxEvent.id).where(
