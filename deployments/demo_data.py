@@ -49,6 +49,10 @@ USERS: tuple[tuple[str, UserRole, str], ...] = (
     ("eva", UserRole.ADMIN, "Eva Martins (admin)"),
 )
 
+# The welcome's feasibility examples ask within this radius (the customer is 15-120 m away
+# from a box with free ports).
+EXAMPLE_RADIUS_M = 200
+
 # What happens to each sale, in turn (the activation request's stage and the port's fate).
 SCENARIOS: tuple[str, ...] = (
     "sale-only",  # contract awaiting approval, request open, no port yet: try feasibility
@@ -114,6 +118,7 @@ class SeedResult:
     example_contract_id: int | None = None  # a sale still without a port: reserve one
     example_box_id: str | None = None  # a box with free ports near that customer
     expiring_reservation_id: int | None = None  # inside its warning window: the warning shows
+    example_unit: str | None = None  # that customer's unit ("Local")
 
 
 def cpf(rng: random.Random) -> str:
@@ -279,11 +284,13 @@ def _seed_customer(
             SaleIn(customer_id=customer.id, unit=unit, plan=rng.choice(("500 Mega", "1 Giga"))),
             actor=_principal(session, "ana"),
         )
-    if result.example_customer_id is None:
-        result.example_customer_id = customer.id
-        result.example_lat_lng = (round(lat, 6), round(lng, 6))
     if scenario == "sale-only":
+        # The welcome's examples: a customer whose box keeps its free ports (nothing is
+        # reserved on it), so feasibility answers "Viable" and the reservation succeeds.
         if result.example_contract_id is None:
+            result.example_customer_id = customer.id
+            result.example_lat_lng = (round(lat, 6), round(lng, 6))
+            result.example_unit = unit
             result.example_contract_id, result.example_box_id = sale.contract_id, box.box.id
         return
     free = next(

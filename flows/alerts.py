@@ -24,6 +24,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_UI_URL
 
+from domain.clock import operator_time
+
 ALERT_BLOCK = "erp-ozmap-alerts"
 ARTIFACT_KEY = "erp-ozmap-alerts"
 WATCHED_TAG = "erp-ozmap"
@@ -59,7 +61,7 @@ def alert_text(
     )
     body = (
         f"Flow run **{run.name}** of `{target}` ended **{state}**"
-        f"{f' at {when:%Y-%m-%d %H:%M:%S %Z}' if when else ''}: {message}\n\n"
+        f"{f' at {operator_time(when)}' if when else ''}: {message}\n\n"
         f"Next step: open {link}, read its logs and its summary artifact (it names the "
         f"contract / port that failed), fix the cause (OZmap unreachable or API key refused, "
         f"database down, a conflict to decide by hand), then re-run with {rerun}. "
@@ -69,11 +71,30 @@ def alert_text(
     return subject, body
 
 
+def alert_run_name(target: str, run_name: str) -> str:
+    """e.g. 'alert: nightly-repair/amber-fox' (the deployment, or the flow, and the run)."""
+    return f"alert: {target}/{run_name}"
+
+
 def _run_name() -> str:
+    """Names the failed run this alert is about; never stops the alert when it cannot."""
     from prefect.runtime import flow_run
 
-    target = (flow_run.parameters or {}).get("flow_run_id") or "latest-failure"
-    return f"alert-for-{str(target).removeprefix('prefect.flow-run.')[:8]}"
+    target = (flow_run.parameters or {}).get("flow_run_id")
+    if not target:
+        return "alert: latest failed run"
+    run_id = str(target).removeprefix("prefect.flow-run.")
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+            where = (
+                client.read_deployment(run.deployment_id).name
+                if run.deployment_id
+                else client.read_flow(run.flow_id).name
+            )
+    except Exception:  # unknown or malformed id: the alert itself says so
+        return f"alert: run {run_id[:36]}"
+    return alert_run_name(where, run.name)
 
 
 @flow(name="erp-ozmap-alert", flow_run_name=_run_name, log_prints=False)

@@ -55,7 +55,7 @@ def test_seed_covers_every_stage_and_is_idempotent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from config import reset_settings_cache
-    from deployments.demo import _push_now
+    from deployments.demo_setup import _push_now
     from models.db import session_scope
     from ozmap.client import OZmapClient
 
