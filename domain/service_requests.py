@@ -390,8 +390,8 @@ __all__ = [
     "get_service_request",
     "handover_hint",
     "list_service_requests",
-    "require_owner",
     "release",
+    "require_owner",
     "start",
     "take",
 ]

@@ -3,12 +3,18 @@ write nothing, and the "owned by someone else" hint naming the handover commands
 
 from __future__ import annotations
 
-from sqlmodel import select
+import pytest
+from sqlmodel import Session, select
 
 from domain import service_requests as sr
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models import AuditLog
-from tests.domain.test_service_requests import Desk, desk  # noqa: F401 (fixture)
+from tests.domain.test_service_requests import Desk
+
+
+@pytest.fixture
+def desk(session: Session) -> Desk:
+    return Desk(session)
 
 
 def test_the_owner_hands_over_and_the_new_owner_may_act(desk: Desk) -> None:
