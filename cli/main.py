@@ -10,6 +10,7 @@ from cli import (
     database,
     feasibility,
     ops,
+    outbox,
     reconcile,
     reservations,
     service,
@@ -32,6 +33,7 @@ app.add_typer(reservations.app, name="reservations")
 app.add_typer(reservations.requests_app, name="requests")
 app.add_typer(settings.app, name="settings")
 app.add_typer(approval.app, name="approval")
+app.add_typer(outbox.app, name="outbox")
 app.command("api")(service.api)
 app.command("simulator")(simulator.simulator)
 app.command("demo")(ops.demo)
