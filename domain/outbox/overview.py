@@ -54,10 +54,7 @@ def outbox_overview(engine: sa.Engine, now: datetime | None = None) -> OutboxOve
 
 def _waiting(s: Session) -> tuple[str, ...]:
     rows = s.execute(
-        sa.select(_E)
-        .where(col(_E.status).in_(FAILED))
-        .order_by(col(_E.id))
-        .limit(WAITING_LINES)
+        sa.select(_E).where(col(_E.status).in_(FAILED)).order_by(col(_E.id)).limit(WAITING_LINES)
     ).scalars()
     return tuple(
         f"#{r.id} {r.kind.value} of reservation {r.reservation_id} ({r.status.value}, "
