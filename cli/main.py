@@ -11,6 +11,7 @@ from cli import (
     database,
     feasibility,
     ops,
+    outbox,
     reconcile,
     reservations,
     service,
@@ -34,6 +35,7 @@ app.add_typer(reservations.app, name="reservations")
 app.add_typer(reservations.requests_app, name="requests")
 app.add_typer(settings.app, name="settings")
 app.add_typer(approval.app, name="approval")
+app.add_typer(outbox.app, name="outbox")
 app.command("api")(service.api)
 app.command("simulator")(simulator.simulator)
 app.command("demo")(ops.demo)

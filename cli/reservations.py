@@ -32,7 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 requests_app = typer.Typer(
-    help="Service requests ('Solicitações'): list, take, start, close, finish.",
+    help="Service requests ('Solicitações'): list, take, start, close, finish, assign, release.",
     no_args_is_help=True,
 )
 
@@ -254,3 +254,18 @@ _request_command("take", service_requests.take, "Take ownership ('apropriar-se')
 _request_command("start", service_requests.start, "Start work (in progress).")
 _request_command("close", service_requests.close, "Close ('Fechada').")
 _request_command("finish", service_requests.finish, "Finish ('Encerrada').")
+_request_command("release", service_requests.release, "Release to nobody (owner or admin).")
+
+
+@requests_app.command("assign")
+@friendly_errors
+def assign_request_cmd(request_id: int, username: str, as_user: str | None = AS_USER) -> None:
+    """Hand the request over to technician USERNAME (its owner or an admin)."""
+    with acting(as_user) as (session, actor):
+        view = service_requests.assign(session, request_id, username, actor=actor)
+    events.service_request_changed(
+        view.id, action="assign", actor=actor.username, contract_id=view.contract_id,
+        status=view.status, assignee=view.assignee,
+    )  # fmt: skip
+    events.flush()
+    console.print(f"service request {view.id}: {view.status}, owner {view.assignee}")

@@ -104,3 +104,35 @@ def create_unit(
             session, code=code, name=name, ozmap_project_ids=project, actor=admin.username
         )
     console.print(f"unit [bold]{unit.code}[/] created with {len(project)} OZmap project(s)")
+
+
+@units_app.command("list")
+@friendly_errors
+def list_units_cmd() -> None:
+    """List units, their OZmap projects and the ports each box keeps free."""
+    with admin_session() as (session, _):
+        table = Table("code", "name", "active", "keep free ports", "OZmap projects")
+        for u, projects in unit_ops.list_units(session):
+            table.add_row(
+                u.code, u.name, "yes" if u.active else "no", str(u.keep_free_ports),
+                ", ".join(projects) or "(any)",
+            )  # fmt: skip
+    console.print(table)
+
+
+@units_app.command("update")
+@friendly_errors
+def update_unit_cmd(
+    code: str,
+    keep_free_ports: int | None = typer.Option(
+        None,
+        "--keep-free-ports",
+        help=f"ports each box keeps free, 0..{unit_ops.MAX_KEEP_FREE_PORTS}",
+    ),
+) -> None:
+    """Change a unit's settings (audited)."""
+    with admin_session() as (session, admin):
+        unit = unit_ops.update_unit(
+            session, code, keep_free_ports=keep_free_ports, actor=admin.username
+        )
+    console.print(f"unit [bold]{unit.code}[/]: keeps {unit.keep_free_ports} port(s) free per box")

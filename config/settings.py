@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     ozmap_password: SecretStr | None = None
     ozmap_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     ozmap_push_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    # Total time the seller path's live port check may take, retries included.
+    ozmap_interactive_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
     feasibility_default_radius_m: float = Field(default=150.0, gt=0)
     feasibility_max_radius_m: float = Field(default=3000.0, gt=0)

@@ -6,7 +6,9 @@ valid; anything else is a 409 that names the current status. Repeating the trans
 produced the current state (take by the owner, start when in progress, close when closed,
 finish when finished) is a no-op, so a client may retry safely. Technicians act only on
 requests they own (start/close/finish) and take only unowned ones; admins may do anything.
-There is no "started at" column: the start time is the audit row's time.
+Handover: the owner (or an admin) assigns an open or in-progress request to another technician,
+or releases it back to nobody; both are audited. There is no "started at" column: the start
+time is the audit row's time.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def take(session: Session, request_id: int, *, actor: Principal) -> ServiceReque
         raise Conflict(
             f"service request {request_id} already belongs to "
             f"{owner.username if owner else request.assignee_id}",
-            hint="ask its owner or an admin to hand it over",
+            hint=handover_hint(request_id),
         )
     if request.status not in TAKEABLE:
         raise _bad_transition(request, "take")
@@ -138,6 +140,88 @@ def take(session: Session, request_id: int, *, actor: Principal) -> ServiceReque
     request.taken_at = utcnow()
     _save(session, request, actor, "take", before)
     return get_service_request(session, request_id)
+
+
+def handover_hint(request_id: int) -> str:
+    """Where to go when a request belongs to someone else."""
+    return (
+        f"ask its owner or an admin to hand it over: POST /service-requests/{request_id}/assign "
+        f"(erp-ozmap requests assign {request_id} USER) or .../release "
+        f"(erp-ozmap requests release {request_id})"
+    )
+
+
+def assign(
+    session: Session, request_id: int, username: str, *, actor: Principal
+) -> ServiceRequestView:
+    """Hand the request to technician `username` (by its owner or an admin); audited."""
+    actor.require(UserRole.TECHNICIAN)
+    request = _lock(session, request_id)
+    _require_may_hand_over(session, request, actor, "assign")
+    target = _technician(session, username)
+    if request.assignee_id == target.id:
+        return get_service_request(session, request_id)
+    if request.status not in TAKEABLE:
+        raise _bad_transition(request, "assign")
+    before = _audit_fields(request)
+    request.assignee_id = target.id
+    request.taken_at = utcnow()
+    _save(session, request, actor, "assign", before)
+    return get_service_request(session, request_id)
+
+
+def release(session: Session, request_id: int, *, actor: Principal) -> ServiceRequestView:
+    """Give the request back to nobody (by its owner or an admin); audited."""
+    actor.require(UserRole.TECHNICIAN)
+    request = _lock(session, request_id)
+    if request.assignee_id is None:
+        return get_service_request(session, request_id)
+    _require_may_hand_over(session, request, actor, "release")
+    if request.status not in TAKEABLE:
+        raise _bad_transition(request, "release")
+    before = _audit_fields(request)
+    request.assignee_id = None
+    request.taken_at = None
+    _save(session, request, actor, "release", before)
+    return get_service_request(session, request_id)
+
+
+def _technician(session: Session, username: str) -> AppUser:
+    name = username.strip()
+    if not name:
+        raise InvalidInput("give the username of the technician to assign", field="username")
+    user = session.exec(select(AppUser).where(AppUser.username == name)).first()
+    if user is None or not user.active:
+        raise NotFound(
+            f"no active user {name!r}", field="username", hint="see GET /users or 'users list'"
+        )
+    if user.role not in (UserRole.TECHNICIAN, UserRole.ADMIN):
+        raise InvalidInput(
+            f"user {name!r} has role {user.role.value}; service requests are owned by technicians",
+            field="username",
+        )
+    return user
+
+
+def _require_may_hand_over(
+    session: Session, request: ServiceRequest, actor: Principal, verb: str
+) -> None:
+    if actor.role is UserRole.ADMIN or (
+        request.assignee_id is not None and request.assignee_id == actor.user_id
+    ):
+        return
+    if request.assignee_id is None:
+        raise Forbidden(
+            f"service request {request.id} has no owner; only an admin may {verb} it",
+            hint=f"take it yourself: POST /service-requests/{request.id}/take",
+        )
+    owner = session.get(AppUser, request.assignee_id)
+    raise Forbidden(
+        f"service request {request.id} belongs to "
+        f"{owner.username if owner else request.assignee_id}; only its owner or an admin may "
+        f"{verb} it",
+        hint=handover_hint(request.id),  # type: ignore[arg-type]
+    )
 
 
 def start(session: Session, request_id: int, *, actor: Principal) -> ServiceRequestView:
@@ -218,12 +302,14 @@ def require_owner(session: Session, request: ServiceRequest, actor: Principal, a
         owner = session.get(AppUser, request.assignee_id)
         raise Forbidden(
             f"service request {request.id} belongs to "
-            f"{owner.username if owner else request.assignee_id}; only its owner may {action}"
+            f"{owner.username if owner else request.assignee_id}; only its owner may {action}",
+            hint=handover_hint(request.id),  # type: ignore[arg-type]
         )
 
 
 def _bad_transition(request: ServiceRequest, action: str) -> Conflict:
-    allowed = sorted(s.value for s in (TAKEABLE if action == "take" else TRANSITIONS[action][0]))
+    sources = TRANSITIONS[action][0] if action in TRANSITIONS else TAKEABLE
+    allowed = sorted(s.value for s in sources)
     return Conflict(
         f"service request {request.id} is {request.status.value}; {action} is only possible "
         f"from {' or '.join(allowed)}",
@@ -298,10 +384,13 @@ __all__ = [
     "TRANSITIONS",
     "UNASSIGNED",
     "ServiceRequestView",
+    "assign",
     "close",
     "finish",
     "get_service_request",
+    "handover_hint",
     "list_service_requests",
+    "release",
     "require_owner",
     "start",
     "take",

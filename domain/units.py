@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from domain import audit
-from domain.errors import Conflict, InvalidInput
+from domain.errors import Conflict, InvalidInput, NotFound
 from models import Unit, UnitProject
+
+MAX_KEEP_FREE_PORTS = 64
 
 
 def create_unit(
@@ -52,3 +54,43 @@ def all_project_ids(session: Session) -> dict[str, list[str]]:
     for code, pid in rows:
         out.setdefault(code, []).append(pid)
     return out
+
+
+def list_units(session: Session) -> list[tuple[Unit, list[str]]]:
+    """Every unit with its OZmap project ids, by code."""
+    projects = all_project_ids(session)
+    units = session.exec(select(Unit).order_by(Unit.code)).all()
+    return [(u, projects.get(u.code, [])) for u in units]
+
+
+def update_unit(
+    session: Session, code: str, *, keep_free_ports: int | None = None, actor: str
+) -> Unit:
+    """Change a unit's settings (today: the ports each box keeps free); audited."""
+    unit = session.exec(
+        select(Unit).where(Unit.code == code.strip().upper()).with_for_update()
+    ).first()
+    if unit is None:
+        raise NotFound(f"unit {code!r} does not exist", field="code", hint="see 'units list'")
+    if keep_free_ports is not None and (
+        isinstance(keep_free_ports, bool) or not 0 <= keep_free_ports <= MAX_KEEP_FREE_PORTS
+    ):
+        raise InvalidInput(
+            f"keep_free_ports must be 0..{MAX_KEEP_FREE_PORTS}; got {keep_free_ports}",
+            field="keep_free_ports",
+        )
+    before = audit.snapshot(unit, ("keep_free_ports",))
+    if keep_free_ports is not None:
+        unit.keep_free_ports = keep_free_ports
+    session.add(unit)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="unit.update",
+        entity="unit",
+        entity_id=unit.id,
+        before=before,
+        after=audit.snapshot(unit, ("keep_free_ports",)),
+    )
+    return unit

@@ -70,6 +70,9 @@ def create_app() -> FastAPI:
 
     app.include_router(routes_reservations.router)
     app.include_router(routes_service_requests.router)
+    from service import routes_outbox
+
+    app.include_router(routes_outbox.router)
     from service import routes_feasibility  # its lifespan loads and watches the index
 
     app.include_router(routes_feasibility.router)

@@ -1,4 +1,5 @@
-"""Service requests ("Solicitações - Listagem"): list, take ownership, start, close, finish."""
+"""Service requests ("Solicitações - Listagem"): list, take ownership, start, close, finish;
+hand over (assign to another technician, release to nobody)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from actions import events
@@ -42,6 +44,45 @@ def list_service_requests(
     return [asdict(r) for r in rows]
 
 
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    username: str = Field(
+        min_length=1, max_length=64, description="the technician who takes the request over"
+    )
+
+
+@router.post("/service-requests/{request_id}/assign", summary="Hand over to a technician")
+def assign_service_request(
+    request_id: int,
+    body: AssignIn,
+    session: Session = Depends(db_session, scope="function"),
+    principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
+) -> dict[str, Any]:
+    """By the owner handing over, or an admin; audited."""
+    view = service_requests.assign(session, request_id, body.username, actor=principal)
+    return _done(session, view, "assign", principal)
+
+
+def _done(
+    session: Session,
+    view: service_requests.ServiceRequestView,
+    action: str,
+    principal: Principal,
+) -> dict[str, Any]:
+    """Commit, announce the change, answer the view."""
+    session.commit()
+    events.service_request_changed(
+        view.id,
+        action=action,
+        actor=principal.username,
+        contract_id=view.contract_id,
+        status=view.status,
+        assignee=view.assignee,
+    )
+    return asdict(view)
+
+
 def _action(
     name: str, fn: Callable[..., service_requests.ServiceRequestView], summary: str
 ) -> None:
@@ -50,17 +91,7 @@ def _action(
         session: Session = Depends(db_session, scope="function"),
         principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
     ) -> dict[str, Any]:
-        view = fn(session, request_id, actor=principal)
-        session.commit()
-        events.service_request_changed(
-            view.id,
-            action=name,
-            actor=principal.username,
-            contract_id=view.contract_id,
-            status=view.status,
-            assignee=view.assignee,
-        )
-        return asdict(view)
+        return _done(session, fn(session, request_id, actor=principal), name, principal)
 
     endpoint.__name__ = f"{name}_service_request"
     router.add_api_route(
@@ -72,3 +103,4 @@ _action("take", service_requests.take, "Take ownership ('apropriar-se da solicit
 _action("start", service_requests.start, "Start work (in progress)")
 _action("close", service_requests.close, "Close ('Fechada')")
 _action("finish", service_requests.finish, "Finish ('Encerrada')")
+_action("release", service_requests.release, "Release to nobody (owner or admin)")

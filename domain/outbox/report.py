@@ -270,4 +270,23 @@ def _overview_table(after: OutboxOverview) -> list[str]:
         "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {after.due} | {after.scheduled} | {after.in_progress} | {after.held} | "
         f"{after.conflicts} | {after.dead} | {oldest} |",
+        *_waiting(after),
+    ]
+
+
+def _waiting(after: OutboxOverview) -> list[str]:
+    """The dead letters and conflicts waiting for an admin, and what to do about them."""
+    if not after.waiting:
+        return []
+    shown = len(after.waiting)
+    more = after.conflicts + after.dead - shown
+    return [
+        "",
+        "### Waiting for an admin (dead letters and conflicts)",
+        "",
+        *(f"- {line}" for line in after.waiting),
+        *([f"- … and {more} more"] if more > 0 else []),
+        "",
+        "Requeue with `erp-ozmap outbox requeue ID…` (or `POST /outbox/{id}/requeue`), or "
+        "close with `erp-ozmap outbox discard ID… --reason …`.",
     ]
