@@ -43,6 +43,7 @@ ReservationId = Annotated[int, _described("port reservation id"), _exists("reser
 ServiceRequestId = Annotated[
     int, _described("service request ('solicitação') id"), _exists("service request")
 ]
+OutboxEventId = Annotated[int, _described("outbox row id"), _exists("outbox row")]
 
 
 def not_found_in_path(errors: Sequence[Any]) -> NotFound | None:

@@ -13,6 +13,7 @@ from domain.outbox import admin
 from domain.users import Principal
 from models import UserRole
 from service.auth import db_session, require_role
+from service.inputs import OutboxEventId, Text
 
 router = APIRouter(tags=["outbox"])
 
@@ -20,7 +21,7 @@ router = APIRouter(tags=["outbox"])
 class DiscardIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(min_length=1, max_length=admin.MAX_REASON, description="why; required")
+    reason: Text = Field(min_length=1, max_length=admin.MAX_REASON, description="why; required")
 
 
 @router.get("/outbox")
@@ -44,7 +45,7 @@ def list_outbox(
 
 @router.post("/outbox/{event_id}/requeue")
 def requeue_outbox_row(
-    event_id: int,
+    event_id: OutboxEventId,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.ADMIN)),
 ) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def requeue_outbox_row(
 
 @router.post("/outbox/{event_id}/discard")
 def discard_outbox_row(
-    event_id: int,
+    event_id: OutboxEventId,
     body: DiscardIn,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.ADMIN)),

@@ -47,14 +47,14 @@ def list_service_requests(
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    username: str = Field(
+    username: Line = Field(
         min_length=1, max_length=64, description="the technician who takes the request over"
     )
 
 
 @router.post("/service-requests/{request_id}/assign", summary="Hand over to a technician")
 def assign_service_request(
-    request_id: int,
+    request_id: ServiceRequestId,
     body: AssignIn,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
