@@ -15,7 +15,14 @@ and a non-zero exit on bad input.
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from sqlmodel import Session
 
@@ -57,7 +64,7 @@ def refresh(
             transient=json_out,
         ) as bar,
     ):
-        bars: dict[str, int] = {}
+        bars: dict[str, TaskID] = {}
 
         def on_plan(plan: nc.RefreshPlan) -> None:
             for p in plan.projects:

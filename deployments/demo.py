@@ -432,10 +432,10 @@ async def _run_pipeline(
 ) -> RunReport:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.deployments import run_deployment
+    from prefect.deployments import arun_deployment
 
     full = by_name(name).full_name()
-    run = await run_deployment(
+    run = await arun_deployment(
         full, parameters=params or None, timeout=cfg.run_timeout, tags=["demo-once"]
     )
     async with get_client() as client:
@@ -445,7 +445,9 @@ async def _run_pipeline(
     state = run.state.type.value if run.state else "UNKNOWN"
     # The run's summary sentence: its markdown report first, then a table's caption.
     rank = {"markdown": 0, "table": 1}
-    described = sorted((a for a in artifacts if a.description), key=lambda a: rank.get(a.type, 2))
+    described = sorted(
+        (a for a in artifacts if a.description), key=lambda a: rank.get(a.type or "", 2)
+    )
     summary = described[0].description if described else (run.state.message if run.state else "")
     return RunReport(
         pipeline=label,
@@ -465,14 +467,14 @@ def check_consistency() -> dict[str, Any]:
     splitter / port; active → the same, implanted; cancelled in ERP and OZmap → nothing;
     cancelled in the ERP only → anything (OZmap is left alone on purpose).
     """
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from models import CancelScope, OutboxEvent, OutboxStatus, PortReservation, ReservationStatus
     from models.db import session_scope
     from ozmap.client import OZmapClient
 
     with session_scope() as session:
-        rows = list(session.exec(select(PortReservation).order_by(PortReservation.id)).all())
+        rows = list(session.exec(select(PortReservation).order_by(col(PortReservation.id))).all())
         waiting = len(
             session.exec(
                 select(OutboxEvent.id).where(
@@ -571,10 +573,10 @@ def print_report(report: OnceReport, echo: Echo) -> None:
 def start_run(cfg: DemoConfig, name: str, echo: Echo) -> None:
     """Start a run of a served deployment without waiting for it."""
     import anyio
-    from prefect.deployments import run_deployment
+    from prefect.deployments import arun_deployment
 
     full = by_name(name).full_name()
-    anyio.run(lambda: run_deployment(full, timeout=0, tags=["demo-start"]))
+    anyio.run(lambda: arun_deployment(full, timeout=0, tags=["demo-start"]))
     echo(f"started {full} (feasibility answers once it completes, about a minute)")
 
 

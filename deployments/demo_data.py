@@ -30,7 +30,7 @@ from models import (
     ServiceRequestStatus,
     UserRole,
 )
-from models.base import utcnow
+from models.base import pk, utcnow
 from ozmap.client import OZmapClient
 from ozmap.models import BoxSnapshot, PortState
 
@@ -301,7 +301,7 @@ def _seed_customer(
             actor=_principal(session, "ana"),
             ozmap=ozmap,
         )
-        reservation_id = reservation.id
+        reservation_id = pk(reservation)
     tech = "bruno" if rng.random() < 0.5 else "carla"
     stage = {
         "reserved-open": [],

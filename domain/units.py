@@ -39,16 +39,3 @@ def project_ids_of(session: Session, unit_id: int) -> list[str]:
             select(UnitProject.ozmap_project_id).where(UnitProject.unit_id == unit_id)
         ).all()
     )
-
-
-def all_project_ids(session: Session) -> dict[str, list[str]]:
-    """Unit code → its OZmap project ids."""
-    rows = session.exec(
-        select(Unit.code, UnitProject.ozmap_project_id).join(
-            UnitProject, UnitProject.unit_id == Unit.id
-        )
-    ).all()
-    out: dict[str, list[str]] = {}
-    for code, pid in rows:
-        out.setdefault(code, []).append(pid)
-    return out

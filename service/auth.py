@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -65,7 +65,7 @@ def current_principal(
     return principal
 
 
-def require_role(*roles: UserRole) -> Callable[..., Principal]:
+def require_role(*roles: UserRole) -> Callable[..., Awaitable[Principal]]:
     """Dependency: the caller must have one of `roles` (admins always pass) or gets 403."""
 
     # async: a pure check, so FastAPI runs it on the event loop (no thread-pool round trip).
