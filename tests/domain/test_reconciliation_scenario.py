@@ -11,8 +11,14 @@ from domain.errors import Conflict, InvalidInput
 from domain.reconciliation import DiscrepancyClass as K
 from domain.sync import Backoff, drain
 from models import Discrepancy, OutboxEvent, OutboxStatus, ReconciliationRun, RunStatus
-
-from .reconciliation_scenario import PREFIX, UNIT, Scenario, async_factory, plant, sync_client
+from tests.support.reconciliation_scenario import (
+    PREFIX,
+    UNIT,
+    Scenario,
+    async_factory,
+    plant,
+    sync_client,
+)
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -24,8 +24,7 @@ from domain.sync import (
 )
 from models import OutboxEvent, OutboxStatus, PortReservation, SyncState
 from models.base import utcnow
-
-from .sync_support import FAST_BACKOFF, Erp, free_ports, sim_client
+from tests.support.sync import FAST_BACKOFF, Erp, free_ports, sim_client
 
 LEASE = 300.0
 

@@ -20,8 +20,7 @@ from sqlmodel import Session
 
 from domain.sync import DrainReport, drain, push_now
 from models import OutboxEvent, OutboxStatus
-
-from .sync_support import (
+from tests.support.sync import (
     FAST_BACKOFF,
     Erp,
     assert_ozmap_matches_erp,
@@ -275,8 +274,8 @@ def test_service_actions_reach_ozmap_under_faults(engine, ozmap_sim_factory) -> 
     from domain import reservations
     from domain.errors import ExternalUnavailable
     from models import CancelScope, UserRole
-    from tests import factories
-    from tests.domain.reservation_support import new_box, sale, user
+    from tests.support import factories
+    from tests.support.reservations import new_box, sale, user
 
     sim = ozmap_sim_factory(boxes=20, seed=17)
     with Session(engine) as s:

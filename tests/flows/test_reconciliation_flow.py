@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Discrepancy, OutboxEvent, ReconciliationRun, RunStatus
-from tests.domain.reconciliation_scenario import plant
+from tests.support.reconciliation_scenario import plant
 
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(600)]
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)

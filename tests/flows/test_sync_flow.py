@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import OutboxEvent, OutboxKind, OutboxStatus, PortReservation, SyncState
-from tests.domain.sync_support import Erp, free_ports, sim_client
+from tests.support.sync import Erp, free_ports, sim_client
 
 pytestmark = pytest.mark.prefect
 

@@ -21,8 +21,8 @@ from domain.units import create_unit
 from domain.users import rotate_token
 from models import Address, NetworkBox
 from service import map_links
-from tests import factories as f
 from tests.fixtures.service import ApiServer
+from tests.support import factories as f
 
 GEOD = Geod(ellps="WGS84")
 CENTRE = (-23.5505, -46.6333)
