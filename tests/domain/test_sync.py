@@ -25,6 +25,7 @@ from domain.sync import (
 from models import OutboxEvent, OutboxStatus, PortReservation, SyncState
 from models.base import utcnow
 from tests.support.sync import FAST_BACKOFF, Erp, free_ports, sim_client
+from tests.support.wait import wait_until
 
 LEASE = 300.0
 
@@ -324,8 +325,7 @@ def test_leases_of_a_slow_batch_are_renewed(engine, erp, sim) -> None:
     worker.start()
     stolen: list[int] = []
     try:
-        while not _claimed_by(engine, "slow"):
-            time.sleep(0.01)
+        wait_until(lambda: _claimed_by(engine, "slow"), 30, "the slow worker claimed nothing")
         while worker.is_alive():  # a rival worker keeps trying to claim
             stolen.extend(claim_batch(engine, worker_id="rival", batch_size=10))
             time.sleep(0.05)
