@@ -325,7 +325,12 @@ def test_leases_of_a_slow_batch_are_renewed(engine, erp, sim) -> None:
     worker.start()
     stolen: list[int] = []
     try:
-        wait_until(lambda: _claimed_by(engine, "slow"), 30, "the slow worker claimed nothing")
+        wait_until(
+            lambda: _claimed_by(engine, "slow"),
+            30,
+            "the slow worker claimed nothing",
+            max_interval=0.01,
+        )
         while worker.is_alive():  # a rival worker keeps trying to claim
             stolen.extend(claim_batch(engine, worker_id="rival", batch_size=10))
             time.sleep(0.05)
