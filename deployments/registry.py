@@ -162,7 +162,7 @@ class DeploymentSpec:
         """The deployment for `serve()` (embedded default); the same content as prefect.yaml."""
         # Called outside an event loop, Prefect's async_dispatch returns the deployment itself.
         return cast(
-            RunnerDeployment,
+            "RunnerDeployment",
             self.load_flow().to_deployment(
                 name=self.name,
                 description=self.description,
