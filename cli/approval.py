@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import cast
 
 import typer
 from rich.table import Table
@@ -64,10 +65,12 @@ def run(
     """Approve the contracts that meet the billing trigger (and activate their ports)."""
     moment = _parse_time(as_of, "--as-of")
     if deployment:
+        from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
 
         params = {"dry_run": dry_run, "limit": limit, "as_of": moment}
-        flow_run = run_deployment(DEPLOYMENT, parameters=params, timeout=0)
+        # Called outside an event loop, Prefect's async_dispatch returns the FlowRun itself.
+        flow_run = cast(FlowRun, run_deployment(DEPLOYMENT, parameters=params, timeout=0))
         console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {DEPLOYMENT}")
         return
     steps = approval.LocalSteps(

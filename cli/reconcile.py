@@ -14,6 +14,8 @@ the sync engine (scheduled, or `erp-ozmap` sync commands) delivers them.
 
 from __future__ import annotations
 
+from typing import cast
+
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -88,11 +90,13 @@ def reconcile(
 def _start_deployment(
     mode: ReconciliationMode, units: list[str] | None, projects: list[str] | None
 ) -> None:
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     params = {"mode": mode.value, "units": units or None, "projects": projects or None}
     try:
-        flow_run = run_deployment(DEPLOYMENT, parameters=params, timeout=0)
+        # Called outside an event loop, Prefect's async_dispatch returns the FlowRun itself.
+        flow_run = cast(FlowRun, run_deployment(DEPLOYMENT, parameters=params, timeout=0))
     except Exception as exc:  # no API, no deployment, bad parameters: say which
         raise fail(
             f"could not start {DEPLOYMENT}: {type(exc).__name__}: {exc}. Is PREFECT_API_URL "

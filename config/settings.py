@@ -1,7 +1,8 @@
 """Settings of the integration, read from environment variables and a `.env` file.
 
 The names `DATABASE_URL`, `OZMAP_URL`, `OZMAP_API_KEY`, the feasibility radii and the timezone are
-the public contract; every other setting is prefixed `ERP_OZMAP_`-free but documented in README.
+the public contract. Every other setting is read without a prefix too (`API_PORT`,
+`OUTBOX_MAX_ATTEMPTS`, ...) and is listed in the README.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from models import (
     ServiceRequestStatus,
     UserRole,
 )
-from models.base import utcnow
+from models.base import pk, utcnow
 from ozmap.client import OZmapClient
 from ozmap.models import BoxSnapshot, PortState
 
@@ -309,7 +309,7 @@ def _seed_customer(
             actor=_principal(session, "ana"),
             ozmap=ozmap,
         )
-        reservation_id = reservation.id
+        reservation_id = pk(reservation)
     tech = "bruno" if rng.random() < 0.5 else "carla"
     stage = {
         "reserved-open": [],
@@ -322,7 +322,7 @@ def _seed_customer(
     }[scenario]
     if scenario == "reserved-open" and result.expiring_reservation_id is None:
         with session_factory() as session:
-            _about_to_expire(session, reservation_id)  # type: ignore[arg-type]
+            _about_to_expire(session, reservation_id)
         result.expiring_reservation_id = reservation_id
     for step in stage:
         if step == "push":

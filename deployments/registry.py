@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from domain import events
 
@@ -164,14 +164,18 @@ class DeploymentSpec:
         self, *, schedules: bool = True, triggers: bool = True
     ) -> RunnerDeployment:
         """The deployment for `serve()` (embedded default); the same content as prefect.yaml."""
-        return self.load_flow().to_deployment(
-            name=self.name,
-            description=self.description,
-            parameters=dict(self.parameters),
-            schedules=[c.to_schedule() for c in self.schedules] if schedules else None,
-            tags=list(self.tags),
-            concurrency_limit=self.concurrency.to_config() if self.concurrency else None,
-            triggers=[t.to_trigger() for t in self.triggers] if triggers else None,
+        # Called outside an event loop, Prefect's async_dispatch returns the deployment itself.
+        return cast(
+            "RunnerDeployment",
+            self.load_flow().to_deployment(
+                name=self.name,
+                description=self.description,
+                parameters=dict(self.parameters),
+                schedules=[c.to_schedule() for c in self.schedules] if schedules else None,
+                tags=list(self.tags),
+                concurrency_limit=self.concurrency.to_config() if self.concurrency else None,
+                triggers=[t.to_trigger() for t in self.triggers] if triggers else None,
+            ),
         )
 
     def to_yaml(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain import audit
 from domain.documents import digits, normalise_document
@@ -16,6 +16,7 @@ from domain.geo import validate_point
 from domain.inputs import Line
 from domain.users import Principal
 from models import Address, Customer, CustomerPhone, UserRole
+from models.base import pk
 
 UF = {
     "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA", "PB",
@@ -120,12 +121,13 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
         raise Conflict(
             f"a customer with document {data.document} is already registered", field="document"
         ) from exc
+    customer_id = pk(customer)
     for number in dict.fromkeys(data.phones):
-        session.add(CustomerPhone(customer_id=customer.id, number=number))
+        session.add(CustomerPhone(customer_id=customer_id, number=number))
     if address:
         session.add(
             Address(
-                customer_id=customer.id,
+                customer_id=customer_id,
                 **address.model_dump(exclude={"latitude", "longitude"}),
                 latitude=lat,
                 longitude=lng,
@@ -138,10 +140,10 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
         actor=actor,
         action="customer.register",
         entity="customer",
-        entity_id=customer.id,
+        entity_id=customer_id,
         after=audit.snapshot(customer),
     )
-    return get_customer(session, customer.id)  # type: ignore[arg-type]
+    return get_customer(session, customer_id)
 
 
 def coordinates(
@@ -216,7 +218,7 @@ def get_customer(session: Session, customer_id: int) -> CustomerView:
 
 def primary_address(session: Session, customer_id: int) -> Address | None:
     return session.exec(
-        select(Address).where(Address.customer_id == customer_id).order_by(Address.id)
+        select(Address).where(Address.customer_id == customer_id).order_by(col(Address.id))
     ).first()
 
 
@@ -248,16 +250,16 @@ def search_customers(session: Session, q: str, *, limit: int = 20) -> list[Custo
     if d and re.fullmatch(r"[\d\s.\-/()+]+", q):
         if len(d) in (11, 14):
             phone_ids = select(CustomerPhone.customer_id).where(CustomerPhone.number == d)
-            stmt = stmt.where(sa.or_(Customer.document == d, Customer.id.in_(phone_ids)))
+            stmt = stmt.where(sa.or_(col(Customer.document) == d, col(Customer.id).in_(phone_ids)))
         else:
             phone_ids = select(CustomerPhone.customer_id).where(
-                CustomerPhone.number.like(f"%{d}")  # type: ignore[attr-defined]
+                col(CustomerPhone.number).like(f"%{d}")
             )
-            stmt = stmt.where(Customer.id.in_(phone_ids))  # type: ignore[union-attr]
+            stmt = stmt.where(col(Customer.id).in_(phone_ids))
     else:
         pattern = f"%{q.lower()}%"
         stmt = stmt.where(sa.func.lower(Customer.name).like(pattern))
-    rows = session.exec(stmt.order_by(Customer.name, Customer.id).limit(limit)).all()
+    rows = session.exec(stmt.order_by(col(Customer.name), col(Customer.id)).limit(limit)).all()
     return [_view(session, c) for c in rows]
 
 

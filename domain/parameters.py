@@ -271,8 +271,8 @@ def _save(
 ) -> Any:
     after = audit.snapshot(row, fields)
     if after != before:  # an update that changes nothing writes nothing
-        row.updated_by = actor.username  # type: ignore[attr-defined]
-        row.updated_at = utcnow()  # type: ignore[attr-defined]
+        row.updated_by = actor.username
+        row.updated_at = utcnow()
         session.add(row)
         session.flush()
         audit.record(

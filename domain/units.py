@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain import audit
 from domain.errors import Conflict, InvalidInput, NotFound
@@ -43,22 +43,16 @@ def project_ids_of(session: Session, unit_id: int) -> list[str]:
     )
 
 
-def all_project_ids(session: Session) -> dict[str, list[str]]:
-    """Unit code → its OZmap project ids."""
-    rows = session.exec(
-        select(Unit.code, UnitProject.ozmap_project_id).join(
-            UnitProject, UnitProject.unit_id == Unit.id
-        )
-    ).all()
-    out: dict[str, list[str]] = {}
-    for code, pid in rows:
-        out.setdefault(code, []).append(pid)
-    return out
-
-
 def list_units(session: Session) -> list[tuple[Unit, list[str]]]:
     """Every unit with its OZmap project ids, by code."""
-    projects = all_project_ids(session)
+    rows = session.exec(
+        select(Unit.code, UnitProject.ozmap_project_id).join(
+            UnitProject, col(UnitProject.unit_id) == col(Unit.id)
+        )
+    ).all()
+    projects: dict[str, list[str]] = {}
+    for code, pid in rows:
+        projects.setdefault(code, []).append(pid)
     units = session.exec(select(Unit).order_by(Unit.code)).all()
     return [(u, projects.get(u.code, [])) for u in units]
 

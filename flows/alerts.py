@@ -9,11 +9,12 @@ or OZmap, so it still works when one of them is the cause of the failure.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_client, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterStateType,
@@ -25,8 +26,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_UI_URL
 
 from domain.clock import operator_time
+from tasks.notify import ALERT_BLOCK, load_alert_block
 
-ALERT_BLOCK = "erp-ozmap-alerts"
 ARTIFACT_KEY = "erp-ozmap-alerts"
 WATCHED_TAG = "erp-ozmap"
 
@@ -117,7 +118,7 @@ async def alert_failed_run(flow_run_id: str | None = None) -> str:
         run=run, flow_name=flow_obj.name, deployment=deployment, ui_url=PREFECT_UI_URL.value()
     )
     logger.error("ALERT %s — %s", subject, body.replace("**", "").replace("`", ""))
-    await create_markdown_artifact(
+    await acreate_markdown_artifact(
         key=ARTIFACT_KEY, markdown=f"## {subject}\n\n{body}\n", description=subject
     )
     await _notify(subject, body, logger)
@@ -126,20 +127,13 @@ async def alert_failed_run(flow_run_id: str | None = None) -> str:
 
 async def _notify(subject: str, body: str, logger: Any) -> None:
     """Send through the `erp-ozmap-alerts` notification block when an operator made one."""
-    from prefect.blocks.core import Block
-
-    async with get_client() as client:
-        docs = [d for d in await client.read_block_documents() if d.name == ALERT_BLOCK]
-    if not docs:
+    block = await asyncio.to_thread(load_alert_block)
+    if block is None:
         logger.info(
             "No notification block named %r: the alert is in this run's log and artifact "
             "only (create one for Slack or e-mail).",
             ALERT_BLOCK,
         )
         return
-    slug = docs[0].block_type.slug if docs[0].block_type else None
-    block = await Block.aload(f"{slug}/{ALERT_BLOCK}")
-    if not hasattr(block, "notify"):
-        raise TypeError(f"block {slug}/{ALERT_BLOCK} is not a notification block")
-    await block.notify(body, subject=subject)
-    logger.info("Alert sent through notification block %s/%s.", slug, ALERT_BLOCK)
+    await asyncio.to_thread(block.notify, body, subject=subject)
+    logger.info("Alert sent through notification block %s.", ALERT_BLOCK)

@@ -44,8 +44,8 @@ async def _last_heartbeat(client: Any, run: FlowRun) -> datetime | None:
     page = await client.read_events(
         filter=EventFilter(
             occurred=EventOccurredFilter(
-                since=since,  # type: ignore[arg-type]  # a datetime is what it holds
-                until=datetime.now(UTC) + timedelta(1),  # type: ignore[arg-type]
+                since=since,  # a datetime is what it holds
+                until=datetime.now(UTC) + timedelta(1),
             ),
             event=EventNameFilter(name=[HEARTBEAT_EVENT]),
             resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]),

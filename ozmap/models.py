@@ -115,6 +115,7 @@ class Project(OZmapModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     name: str = ""
+    identifier: str | None = None
     drop: dict[str, Any] | None = None
     defaults: dict[str, Any] | None = None
 

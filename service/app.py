@@ -55,25 +55,28 @@ def create_app() -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Routers register here, one module per concept.
-    from service import routes_health
+    # Routers register here, one module per concept (routes_feasibility's lifespan loads and
+    # watches the feasibility index).
+    from service import (
+        routes_contracts,
+        routes_customers,
+        routes_feasibility,
+        routes_health,
+        routes_outbox,
+        routes_reservations,
+        routes_service_requests,
+        routes_settings,
+    )
 
-    app.include_router(routes_health.router)
-    from service import routes_customers
-
-    app.include_router(routes_customers.router)
-    from service import routes_contracts, routes_settings
-
-    app.include_router(routes_settings.router)
-    app.include_router(routes_contracts.router)
-    from service import routes_reservations, routes_service_requests
-
-    app.include_router(routes_reservations.router)
-    app.include_router(routes_service_requests.router)
-    from service import routes_outbox
-
-    app.include_router(routes_outbox.router)
-    from service import routes_feasibility  # its lifespan loads and watches the index
-
-    app.include_router(routes_feasibility.router)
+    for routes in (
+        routes_health,
+        routes_customers,
+        routes_settings,
+        routes_contracts,
+        routes_reservations,
+        routes_service_requests,
+        routes_outbox,
+        routes_feasibility,
+    ):
+        app.include_router(routes.router)
     return app

@@ -379,8 +379,8 @@ class Simulator:
         ]
         app = Starlette(routes=routes)
         app.add_exception_handler(SimError, _sim_error)  # type: ignore[arg-type]
-        app.add_exception_handler(404, _http_error)  # type: ignore[arg-type]
-        app.add_exception_handler(405, _http_error)  # type: ignore[arg-type]
+        app.add_exception_handler(404, _http_error)
+        app.add_exception_handler(405, _http_error)
         return FaultMiddleware(AuthMiddleware(app, self), self)
 
 

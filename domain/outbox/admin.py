@@ -222,7 +222,7 @@ def _listable(status: OutboxStatus | str) -> OutboxStatus:
         wanted = None
     if wanted not in LISTABLE:
         raise InvalidInput(f"status must be {allowed}; got {status!r}", field="status")
-    return wanted  # type: ignore[return-value]
+    return wanted
 
 
 def _lock_all(session: Session, event_ids: Sequence[int]) -> list[OutboxEvent]:

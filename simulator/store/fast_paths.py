@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import shapely  # type: ignore[import-untyped]
+import shapely
 
 from simulator import filters as F
 from simulator.filters import Cond, OrGroup
@@ -239,7 +239,7 @@ class FastPaths:
         with self._kd_lock:
             tree = self._trees.get(model)
             if tree is None:
-                from scipy.spatial import cKDTree  # type: ignore[import-untyped]
+                from scipy.spatial import cKDTree
 
                 lat, lng = self.coords(model)
                 tree = self._trees[model] = cKDTree(F.ecef(lat, lng).reshape(-1, 3))

@@ -13,8 +13,8 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests import factories as f
-from tests.domain.reservation_support import counts
+from tests.support import factories as f
+from tests.support.reservations import counts
 
 BEYOND = str(2**31)
 

@@ -20,7 +20,7 @@ from domain.customers import (
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.users import Principal
 from models import Address, AuditLog, Customer, CustomerPhone, UserRole
-from tests.domain.reservation_support import user
+from tests.support.reservations import user
 
 VALID_CPF = CPF().generate(mask=True)
 VALID_CNPJ = CNPJ().generate(mask=True)

@@ -15,9 +15,14 @@ from domain.outbox import DrainReport, drain, outbox_overview
 from domain.outbox.admin import discard, list_failed, outbox_status, requeue
 from domain.users import cli_admin
 from models import AuditLog, OutboxEvent, OutboxStatus, PortReservation, SyncState, UserRole
-from tests.domain.reservation_support import counts, user
-
-from .sync_support import Erp, assert_ozmap_matches_erp, drain_until_settled, free_ports, sim_client
+from tests.support.reservations import counts, user
+from tests.support.sync import (
+    Erp,
+    assert_ozmap_matches_erp,
+    drain_until_settled,
+    free_ports,
+    sim_client,
+)
 
 
 @pytest.fixture

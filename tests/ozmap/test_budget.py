@@ -11,7 +11,7 @@ import pytest
 from config import get_settings
 from ozmap.errors import OZmapUnavailable
 from ozmap.factory import client_for
-from tests.domain.reservation_support import settings_pointing_at
+from tests.support.reservations import settings_pointing_at
 
 
 def test_a_hung_ozmap_costs_at_most_the_budget(

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 from validate_docbr import CPF
 
-from tests import factories as f
-from tests.domain.reservation_support import counts
 from tests.fixtures.service import ApiServer
+from tests.support import factories as f
+from tests.support.reservations import counts
 
 BEYOND = 2**31  # one past the largest id the id columns hold
 

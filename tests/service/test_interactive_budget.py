@@ -17,8 +17,8 @@ from domain.sales import SaleIn, open_sale
 from domain.units import create_unit
 from domain.users import cli_admin
 from models import NetworkBox, NetworkSplitter
-from tests.domain.reservation_support import new_box, settings_pointing_at
 from tests.fixtures.service import ApiServer
+from tests.support.reservations import new_box, settings_pointing_at
 
 BUDGET_S = 1.0
 PUSH_TIMEOUT_S = 1.0

@@ -23,10 +23,10 @@ from schemathesis.generation import GenerationMode
 from sqlmodel import Session, select
 
 from models import Unit
-from tests import factories as f
-from tests.domain.reservation_support import new_box, settings_pointing_at
 from tests.fixtures.service import ApiServer
 from tests.service.test_feasibility_api import seed as seed_feasibility
+from tests.support import factories as f
+from tests.support.reservations import new_box, settings_pointing_at
 
 # Per operation and mode; WALK_EXAMPLES raises it for a longer hunt.
 MAX_EXAMPLES = int(os.environ.get("WALK_EXAMPLES", "12"))
