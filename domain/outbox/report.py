@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from domain.clock import operator_time
 from domain.outbox.types import BatchReport, DeliveryOutcome, OutboxOverview, Result
-from models.base import utcnow
 
 LISTED = 20  # entries per list in the summary markdown
 KIND_WORDS = {"reserve": "reservation", "activate": "activation", "cancel": "cancellation"}
@@ -40,8 +40,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 def _at(ts: datetime | None, tz: tzinfo) -> str:
     if ts is None:
         return "?"
-    local, today = ts.astimezone(tz), utcnow().astimezone(tz).date()
-    return f"{local:%H:%M:%S}" if local.date() == today else f"{local:%Y-%m-%d %H:%M}"
+    return operator_time(ts, tz, seconds=True)
 
 
 def _first(outcomes: Sequence[DeliveryOutcome]) -> str:
