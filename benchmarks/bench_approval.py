@@ -30,7 +30,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # The test server's shutdown logs cancelled background writes as tracebacks: not our results.
 os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")
 
+from benchmarks.scratch_db import scratch_database  # noqa: E402
+
 API_KEY = "bench-key"
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FREE_PORTS_PER_BOX = 5  # the seeded network has ~6 free customer ports per box
 
 
@@ -85,37 +85,6 @@ class Timing:
 
 
 # -- database ---------------------------------------------------------------------------------
-
-
-def _database(kind: str) -> tuple[str, Any]:
-    """A migrated, empty database URL and a cleanup callable."""
-    import sqlalchemy as sa
-
-    from models.migrate import upgrade
-
-    if kind == "sqlite":
-        path = Path(tempfile.mkdtemp(prefix="bench-approval-db-")) / "erp.db"
-        url = f"sqlite:///{path}"
-        upgrade(url)
-        return url, lambda: None
-    base = os.environ.get("TEST_DATABASE_URL", PG_DEFAULT)
-    schema = f"bench_approval_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options=-csearch_path%3D{schema}"
-    upgrade(url)
-
-    def drop() -> None:
-        from models.db import get_engine
-
-        get_engine.cache_clear()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
-
-    return url, drop
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -348,7 +317,7 @@ def main() -> None:
     child = ctx.Process(target=_serve, args=(boxes, args.seed, ready, stop), daemon=True)
     child.start()
     sim_url = ready.get(timeout=300)
-    url, drop_database = _database(args.database)
+    url, drop_database = scratch_database(args.database, "bench-approval")
     os.environ.update(DATABASE_URL=url, OZMAP_URL=sim_url, OZMAP_API_KEY=API_KEY)
     from config import reset_settings_cache
 

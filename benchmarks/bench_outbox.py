@@ -37,10 +37,8 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +47,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.scratch_db import scratch_database  # noqa: E402
+
 API_KEY = "bench-key"
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FREE_PORTS_PER_BOX = 5  # the seeded network has ~6 free customer ports per box
 GOAL_EPS = 100.0
 GOAL_P95_S = 30.0
@@ -76,37 +75,6 @@ def _drain_worker(db_url: str, sim_url: str, concurrency: int, go: Any, out: Any
         r = drain(engine, client, batch_size=200, concurrency=concurrency,
                   backoff=Backoff(base_seconds=0.2, cap_seconds=2.0))  # fmt: skip
     out.put((r.delivered, r.batches))
-
-
-def _database(kind: str) -> tuple[str, Callable[[], None]]:
-    """A fresh, migrated database; (url, cleanup)."""
-    import sqlalchemy as sa
-
-    from models.migrate import upgrade
-
-    if kind == "sqlite":
-        path = Path(tempfile.mkdtemp(prefix="bench-outbox-")) / "erp.db"
-        url = f"sqlite:///{path}"
-        upgrade(url)
-        return url, lambda: None
-    base = os.environ.get("TEST_DATABASE_URL", PG_DEFAULT)
-    schema = f"bench_outbox_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options=-csearch_path%3D{schema}"
-    upgrade(url)
-
-    def drop() -> None:
-        from models.db import get_engine
-
-        get_engine.cache_clear()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
-
-    return url, drop
 
 
 @dataclass(frozen=True)
@@ -541,7 +509,7 @@ def main() -> None:
     boxes = math.ceil(needed / FREE_PORTS_PER_BOX) + 50
     cleanup: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        db_url, cleanup = _database(args.database)
+        db_url, cleanup = scratch_database(args.database, "bench-outbox")
         from models.db import create_db_engine
 
         engine = create_db_engine(db_url)

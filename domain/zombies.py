@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from domain.clock import operator_time
+
 
 @dataclass(frozen=True)
 class RunningRun:
@@ -29,3 +31,12 @@ def zombies(runs: Iterable[RunningRun], now: datetime, silence: timedelta) -> li
     (PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset), so its silence says nothing.
     """
     return [r for r in runs if r.last_heartbeat is not None and now - r.last_heartbeat > silence]
+
+
+def crash_message(run: RunningRun, silence_seconds: int) -> str:
+    """Why a zombie is marked Crashed, in the words the failed-run alert shows operators."""
+    last = operator_time(run.last_heartbeat, seconds=True) if run.last_heartbeat else "?"
+    return (
+        f"No heartbeat since {last} (over {silence_seconds} s): the machine or process running "
+        "this flow run died (zombie run)."
+    )

@@ -28,8 +28,7 @@ from prefect.events.filters import (
 )
 from prefect.states import Crashed
 
-from domain.clock import operator_time
-from domain.zombies import RunningRun, zombies
+from domain.zombies import RunningRun, crash_message, zombies
 
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 # Five missed heartbeats of 60 s (deployments/registry.py HEARTBEAT_SECONDS) make a zombie.
@@ -65,30 +64,32 @@ async def _running(client: Any) -> list[tuple[FlowRun, RunningRun]]:
     return [(r, RunningRun(str(r.id), r.name, await _last_heartbeat(client, r))) for r in runs]
 
 
+async def _crash(client: Any, run: FlowRun, message: str) -> bool:
+    """Propose Crashed (not forced): a run that finished meanwhile keeps its own state."""
+    logger = get_run_logger()
+    result: Any = await client.set_flow_run_state(run.id, Crashed(message=message))
+    if result.status.value == "ACCEPT":
+        logger.warning("Flow run %s marked Crashed: %s", run.name, message)
+        return True
+    logger.info("Flow run %s finished meanwhile; left as it is.", run.name)
+    return False
+
+
 @flow(name="erp-ozmap-zombie-sweep", flow_run_name="zombie-sweep", log_prints=False)
 async def crash_zombie_runs(silence_seconds: int = DEFAULT_SILENCE_SECONDS) -> list[str]:
     """Mark Crashed every Running run without a heartbeat for `silence_seconds`; their names."""
-    logger = get_run_logger()
-    silence = timedelta(seconds=silence_seconds)
     crashed: list[str] = []
     async with get_client() as client:
+        # Plan: the Running runs whose heartbeats fell silent.
         running = await _running(client)
-        found = {z.id for z in zombies([r for _, r in running], datetime.now(UTC), silence)}
+        now, silence = datetime.now(UTC), timedelta(seconds=silence_seconds)
+        found = {z.id for z in zombies([seen for _, seen in running], now, silence)}
+        # Work: propose Crashed to each.
         for run, seen in running:
-            if seen.id not in found or seen.last_heartbeat is None:
-                continue
-            message = (
-                f"No heartbeat since {operator_time(seen.last_heartbeat, seconds=True)} "
-                f"(over {silence_seconds} s): the machine or process running this flow run "
-                "died (zombie run)."
-            )
-            result: Any = await client.set_flow_run_state(run.id, Crashed(message=message))
-            if result.status.value == "ACCEPT":
-                logger.warning("Flow run %s marked Crashed: %s", run.name, message)
+            if seen.id in found and await _crash(client, run, crash_message(seen, silence_seconds)):
                 crashed.append(run.name)
-            else:  # it finished between the read and the proposal: its own state stands
-                logger.info("Flow run %s finished meanwhile; left as it is.", run.name)
-    logger.info(
+    # Report.
+    get_run_logger().info(
         "%d running flow run(s) checked; %d zombie(s) marked Crashed.", len(running), len(crashed)
     )
     return crashed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,18 +39,23 @@ def load_erp(engine: sa.Engine, model: ReadModel, scope: Scope, *, started_at: d
         result = conn.execution_options(stream_results=True, yield_per=5000).execute(stmt)
         for part in result.partitions():
             n += model.add_erp(
-                ErpSide(
-                    reservation_id=row.id,
-                    code=row.client_code,
-                    status=enum_value(row.status),
-                    cancel_scope=enum_value(row.cancel_scope),
-                    project_id=row.ozmap_project_id,
-                    box_id=row.ozmap_box_id,
-                    splitter_id=row.ozmap_splitter_id,
-                    port=row.port,
-                    cable_type_id=row.drop_cable_type_id,
-                    in_flight=bool(row.pending) or row.updated_at > started_at,
-                )
+                erp_side(row, in_flight=bool(row.pending) or row.updated_at > started_at)
                 for row in part
             )
     return n
+
+
+def erp_side(row: Any, *, in_flight: bool = False) -> ErpSide:
+    """The reconciliation's view of a `port_reservation` row (an ORM object or selected columns)."""
+    return ErpSide(
+        reservation_id=row.id,
+        code=row.client_code,
+        status=enum_value(row.status),
+        cancel_scope=enum_value(row.cancel_scope),
+        project_id=row.ozmap_project_id,
+        box_id=row.ozmap_box_id,
+        splitter_id=row.ozmap_splitter_id,
+        port=row.port,
+        cable_type_id=row.drop_cable_type_id,
+        in_flight=in_flight,
+    )

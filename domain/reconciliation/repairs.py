@@ -28,7 +28,7 @@ from domain.reconciliation.common import (
     enum_value,
     no_progress,
 )
-from domain.reconciliation.diff import ErpSide
+from domain.reconciliation.erp import erp_side
 from domain.reconciliation.repair_plan import NotRepairable, ReserveDetails, plan_repair
 from domain.reconciliation.runs import get_run
 from models import (
@@ -169,17 +169,7 @@ def _repair_one(
         result.skipped_changed += 1
         session.add(d)
         return
-    erp = ErpSide(
-        reservation_id=res.id,  # type: ignore[arg-type]
-        code=res.client_code,
-        status=enum_value(res.status),
-        cancel_scope=enum_value(res.cancel_scope),
-        project_id=res.ozmap_project_id,
-        box_id=res.ozmap_box_id,
-        splitter_id=res.ozmap_splitter_id,
-        port=res.port,
-        cable_type_id=res.drop_cable_type_id,
-    )
+    erp = erp_side(res)
     try:
         actions = plan_repair(
             run.id,  # type: ignore[arg-type]
