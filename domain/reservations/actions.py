@@ -123,7 +123,14 @@ def reserve(
             address=address,
         ),
     )
-    _audit(session, actor, "reserve", reservation, checked_in=choice.source, **overridden)
+    forced: dict[str, object] = {}
+    if overridden is not None:  # an admin took a kept port
+        forced = {
+            "forced": True,
+            "keep_free_ports": overridden[0],
+            "free_ports_left": overridden[1],
+        }
+    _audit(session, actor, "reserve", reservation, checked_in=choice.source, extra=forced)
     if choice.source == SOURCE_CACHE:
         log.warning(
             "reservation %s (%s) accepted on the network cache: OZmap was unreachable",
@@ -205,11 +212,11 @@ def _kept_free_check(
     choice: PortChoice,
     held: set[tuple[str, int]],
     force: bool,
-) -> dict[str, object]:
-    """Refuse a port the contract's unit keeps free; with `force`, what the audit records."""
+) -> tuple[int, int] | None:
+    """Refuse a port the contract's unit keeps free; forced: (kept, free left) for the audit."""
     unit = session.get(Unit, contract.unit_id)
     if unit is None or unit.keep_free_ports <= 0:
-        return {}
+        return None
     keep = unit.keep_free_ports
     free_left = len(choice.box_free - held)  # held ports may not have reached OZmap yet
     try:
@@ -217,8 +224,8 @@ def _kept_free_check(
     except Conflict:
         if not force:
             raise
-        return {"forced": True, "keep_free_ports": keep, "free_ports_left": free_left}
-    return {}
+        return keep, free_left
+    return None
 
 
 def _next_client_code(session: Session, contract: Contract) -> str:
@@ -456,7 +463,8 @@ def _audit(
     action: str,
     reservation: PortReservation,
     before: dict[str, object] | None = None,
-    **extra: object,
+    extra: dict[str, object] | None = None,
+    **fields: object,
 ) -> None:
     audit.record(
         session,
@@ -465,7 +473,7 @@ def _audit(
         entity="reservation",
         entity_id=reservation.id,
         before=before,
-        after={**_audit_fields(reservation), **extra},
+        after={**_audit_fields(reservation), **fields, **(extra or {})},
     )
 
 
