@@ -100,6 +100,7 @@ class PostGISSource:
         projects: str | Iterable[str] | None = None,
         only_available: bool = False,
         limit: int | None = None,
+        keep_free: int = 0,  # the benchmark's units keep none
     ) -> list[FeasibilityHit]:
         params = {
             "lat": lat, "lng": lng, "radius": self.radius_policy.resolve(radius_m),
@@ -132,6 +133,10 @@ class _BaselineService:
     @property
     def units(self) -> dict[str, tuple[str, ...]]:
         return self._shipped.units
+
+    @property
+    def keep_free(self) -> dict[str, int]:
+        return self._shipped.keep_free
 
     def info(self) -> dict[str, Any]:
         return {"generation": None, "boxes": None, "loaded_at": None, "source": "postgis"}

@@ -37,6 +37,7 @@ from cli.common import (
 )
 from config import get_settings
 from domain.feasibility import service as fs
+from domain.feasibility.boxes import FeasibilityHit
 from domain.feasibility.coverage import coverage_report
 from domain.feasibility.loader import load_index
 from domain.feasibility.pole_query import BOX_OFF_POLE_M
@@ -197,12 +198,17 @@ def _print_result(result: fs.FeasibilityResult) -> None:
         colour = COLOURS[h.availability.value]
         table.add_row(
             str(n), h.name, f"{h.distance_m:,.1f} m", f"[{colour}]{h.availability.value}[/]",
-            str(h.ports_free), str(h.ports_reserved), str(h.ports_in_use),
+            _free(h), str(h.ports_reserved), str(h.ports_in_use),
             str(h.ports_blocked), h.status.value.replace("_", " "),
         )  # fmt: skip
     if table.row_count:
         console.print(table)
     console.print(result.verdict(), highlight=False)
+
+
+def _free(h: FeasibilityHit) -> str:
+    """Sellable free ports, and those the unit keeps free ("3 +2 kept")."""
+    return f"{h.ports_free} +{h.ports_kept_free} kept" if h.ports_kept_free else str(h.ports_free)
 
 
 def _print_routes(result: fs.FeasibilityResult, title: str) -> None:
@@ -214,7 +220,7 @@ def _print_routes(result: fs.FeasibilityResult, title: str) -> None:
         table.add_row(
             str(n), h.name, f"{r.route_m:,.1f} m", f"{h.distance_m:,.1f} m",
             "-" if r.drop_max_m is None else f"{r.drop_max_m:g} m", str(len(r.drop_poles)),
-            f"[{colour}]{h.availability.value}[/]", str(h.ports_free),
+            f"[{colour}]{h.availability.value}[/]", _free(h),
             "yes" if r.viable else f"no: {r.reason}",
         )  # fmt: skip
     if table.row_count:

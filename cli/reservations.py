@@ -72,6 +72,9 @@ def reserve_cmd(
         None, "--splitter", help="customer-facing splitter id", callback=text("--splitter")
     ),
     port: int | None = typer.Option(None, "--port", min=1, help="1-based port number"),
+    force: bool = typer.Option(
+        False, "--force", help="admins only: take a port the unit keeps free (audited)"
+    ),
     as_user: str | None = AS_USER,
 ) -> None:
     """Reserve a port (the first free one unless --splitter/--port) for a contract."""
@@ -79,7 +82,7 @@ def reserve_cmd(
         session.commit()  # end the look-up's transaction: no lock waits on OZmap
         r = reservations.reserve(
             session, contract_id=contract_id, box_id=box, splitter_id=splitter, port=port,
-            actor=actor, ozmap=client_for(get_settings()),
+            actor=actor, ozmap=client_for(get_settings()), force=force,
         )  # fmt: skip
         rid, who = r.id, actor.username
     _after_reservation_action(rid, "reserve", who)  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from domain.feasibility.holder import IndexHolder
 from domain.feasibility.index import FeasibilityIndex
 from domain.feasibility.loader import load_index
 from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
-from domain.feasibility.service import active_units
+from domain.feasibility.service import active_units, keep_free_by_unit
 from domain.network_cache.store import current_generation
 
 log = logging.getLogger("erp_ozmap.feasibility")
@@ -58,6 +58,7 @@ class FeasibilityIndexService:
         # Active unit code → its OZmap projects, re-read at every poll: a point query with a
         # unit then needs no database round trip (an unknown code is still looked up).
         self.units: dict[str, tuple[str, ...]] = {}
+        self.keep_free: dict[str, int] = {}  # unit code → ports kept free (re-read likewise)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._check_lock = threading.Lock()
@@ -136,7 +137,8 @@ class FeasibilityIndexService:
 
     def refresh_units(self) -> None:
         with Session(self.engine) as session:
-            self.units = active_units(session)
+            units, keep_free = active_units(session), keep_free_by_unit(session)
+        self.units, self.keep_free = units, keep_free
 
     def _check(self) -> None:
         try:

@@ -83,11 +83,12 @@ async def _plan(
     policy = service.index.radius_policy
     params.setdefault("default_mode", get_settings().feasibility_default_mode)
     unit = params.get("unit")
+    params.update(units=service.units, keep_free=service.keep_free)
     if params.get("customer_id") is None and (
         unit is None or not unit.strip() or unit.strip().upper() in service.units
     ):
-        return fs.plan_query(session, policy, units=service.units, **params)
-    return await run_in_threadpool(fs.plan_query, session, policy, units=service.units, **params)
+        return fs.plan_query(session, policy, **params)
+    return await run_in_threadpool(fs.plan_query, session, policy, **params)
 
 
 def _json(body: dict[str, Any]) -> Response:

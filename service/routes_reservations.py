@@ -43,6 +43,11 @@ class ReserveIn(BaseModel):
         default=None, min_length=1, max_length=32, description="customer-facing splitter id"
     )
     port: int | None = Field(default=None, ge=1, description="1-based port number")
+    force: bool = Field(
+        default=False,
+        description="admins only: take a port the contract's unit keeps free (keep_free_ports); "
+        "audited",
+    )
 
 
 class ActivateIn(BaseModel):
@@ -78,6 +83,7 @@ def create_reservation(
         splitter_id=body.splitter_id,
         port=body.port,
         actor=principal,
+        force=body.force,
         ozmap=ozmap,
     )
     return _after_action(session, reservation, "reserve", principal)

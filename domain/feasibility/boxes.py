@@ -25,17 +25,25 @@ class BoxStatus(StrEnum):
 class Availability(StrEnum):
     """What a seller can do with a box; drives the colour on the map."""
 
-    AVAILABLE = "available"  # at least one free port
-    FULL = "full"  # no free port (a covered-but-full address is a lead for expansion)
+    AVAILABLE = "available"  # at least one free port that may be sold
+    FULL = "full"  # no sellable free port (a covered-but-full address is a lead for expansion)
     BLOCKED = "blocked"  # no free port and nothing in use: every port is blocked
 
     @classmethod
     def of(
-        cls, *, free: int, reserved: int, active: int, occupied: int, blocked: int
+        cls,
+        *,
+        free: int,
+        reserved: int,
+        active: int,
+        occupied: int,
+        blocked: int,
+        kept: int = 0,
     ) -> Availability:
+        """`free` counts the ports that may be sold; `kept` the free ones the unit keeps."""
         if free > 0:
             return cls.AVAILABLE
-        if blocked > 0 and reserved + active + occupied == 0:
+        if blocked > 0 and reserved + active + occupied + kept == 0:
             return cls.BLOCKED
         return cls.FULL
 
@@ -84,6 +92,8 @@ class FeasibilityHit(NamedTuple):
     ports_active: int
     ports_occupied: int
     ports_blocked: int
+    # Free ports the unit being served keeps free (`ports_free` counts only the sellable ones).
+    ports_kept_free: int = 0
 
     @property
     def ports_in_use(self) -> int:
@@ -94,6 +104,7 @@ class FeasibilityHit(NamedTuple):
     def ports_total(self) -> int:
         return (
             self.ports_free
+            + self.ports_kept_free
             + self.ports_reserved
             + self.ports_active
             + self.ports_occupied
@@ -108,4 +119,5 @@ class FeasibilityHit(NamedTuple):
             active=self.ports_active,
             occupied=self.ports_occupied,
             blocked=self.ports_blocked,
+            kept=self.ports_kept_free,
         )

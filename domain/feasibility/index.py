@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
+from domain import kept_free
 from domain.errors import InvalidInput
 from domain.feasibility.boxes import BoxRecord, BoxStatus, FeasibilityHit
 from domain.feasibility.columns import StringColumn, morton_order
@@ -265,22 +266,25 @@ class FeasibilityIndex:
         projects: str | Iterable[str] | None = None,
         only_available: bool = False,
         limit: int | None = None,
+        keep_free: int = 0,
     ) -> list[FeasibilityHit]:
         """Every offered box within `radius_m` (default from settings), nearest first.
 
         Distances are WGS84 geodesic metres, inclusive (`<= radius`); ties by box id.
-        `projects` restricts to the OZmap projects of the seller's unit; `only_available`
-        drops boxes without a free port (full ones are listed otherwise); `limit` keeps the
-        nearest N. Raises `InvalidCoordinates` / `InvalidRadius` / `InvalidInput` naming the
-        bad field.
+        `projects` restricts to the OZmap projects of the seller's unit; `keep_free` is the
+        ports that unit keeps free per box (hits count them apart from the sellable ones);
+        `only_available` drops boxes without a sellable free port (full ones are listed
+        otherwise); `limit` keeps the nearest N. Raises `InvalidCoordinates` /
+        `InvalidRadius` / `InvalidInput` naming the bad field.
         """
         lat_f, lng_f = validate_point(lat, lng)
         radius = self.radius_policy.resolve(radius_m)
         max_rows = validate_limit(limit)
         rows, dist = self.select_rows(
-            lat_f, lng_f, radius, projects=projects, only_available=only_available, limit=max_rows
-        )
-        return self._hits(rows, dist)
+            lat_f, lng_f, radius, projects=projects, only_available=only_available,
+            limit=max_rows, keep_free=keep_free,
+        )  # fmt: skip
+        return self._hits(rows, dist, keep_free)
 
     def select_rows(
         self,
@@ -291,6 +295,7 @@ class FeasibilityIndex:
         projects: str | Iterable[str] | None = None,
         only_available: bool = False,
         limit: int | None = None,
+        keep_free: int = 0,
     ) -> tuple[npt.NDArray[np.intp], list[float]]:
         """Rows (id order) and distances of the boxes within `radius` of a validated point,
         nearest first; `hits_for` materialises them (the pole mode works on rows)."""
@@ -300,11 +305,15 @@ class FeasibilityIndex:
         point = ecef_point(lat, lng)
         found = self._tree.query_ball_point(point, radius + _BALL_SLACK_M, return_sorted=False)
         select = self._select_small if len(found) <= _SMALL_RESULT else self._select_vectorised
-        return select(found, point, radius, allowed, only_available, limit)
+        # only_available: a box needs a free port beyond those kept free
+        min_free = keep_free if only_available else None
+        return select(found, point, radius, allowed, min_free, limit)
 
-    def hits_for(self, rows: npt.NDArray[np.intp], dist: list[float]) -> list[FeasibilityHit]:
+    def hits_for(
+        self, rows: npt.NDArray[np.intp], dist: list[float], keep_free: int = 0
+    ) -> list[FeasibilityHit]:
         """Hits for rows of this index with their distances (as `query` returns them)."""
-        return self._hits(rows, dist)
+        return self._hits(rows, dist, keep_free)
 
     def all_ids(self) -> list[str]:
         """Every offered box id, in row (= id) order."""
@@ -403,7 +412,7 @@ class FeasibilityIndex:
         point: tuple[float, float, float],
         radius: float,
         allowed: npt.NDArray[np.bool_] | None,
-        only_available: bool,
+        min_free: int | None,
         limit: int | None,
     ) -> tuple[npt.NDArray[np.intp], list[float]]:
         """Filter and order a few tree candidates with scalar maths (`geodesic_from_parts`)."""
@@ -416,13 +425,13 @@ class FeasibilityIndex:
             if distance <= radius:
                 near.append((distance, row))
         near.sort()  # by distance, then row (= box id order)
-        if near and (allowed is not None or only_available):
+        if near and (allowed is not None or min_free is not None):
             record = _take_rows(self._record, [row for _, row in near])
             keep = np.ones(len(near), dtype=bool)
             if allowed is not None:
                 keep &= allowed[record["project"]]
-            if only_available:
-                keep &= record["free"] > 0
+            if min_free is not None:
+                keep &= record["free"] > min_free
             near = list(compress(near, keep.tolist()))
         near = near[:limit]
         rows = np.fromiter((row for _, row in near), dtype=np.intp, count=len(near))
@@ -434,7 +443,7 @@ class FeasibilityIndex:
         point: tuple[float, float, float],
         radius: float,
         allowed: npt.NDArray[np.bool_] | None,
-        only_available: bool,
+        min_free: int | None,
         limit: int | None,
     ) -> tuple[npt.NDArray[np.intp], list[float]]:
         """Filter and order many tree candidates with array operations."""
@@ -442,12 +451,12 @@ class FeasibilityIndex:
         rows.sort()  # row order is id order: a stable sort by distance then breaks ties by id
         dist = geodesic_from_diff(_take_rows(self._xyz, rows) - point)
         keep = dist <= radius
-        if allowed is not None or only_available:
+        if allowed is not None or min_free is not None:
             record = _take_rows(self._record, rows)
             if allowed is not None:
                 keep &= allowed[record["project"]]
-            if only_available:
-                keep &= record["free"] > 0
+            if min_free is not None:
+                keep &= record["free"] > min_free
         rows, dist = rows[keep], dist[keep]
         if limit is not None and rows.size > limit:
             # Only the nearest need sorting; `<=` keeps every tie at the cut-off distance.
@@ -456,12 +465,19 @@ class FeasibilityIndex:
         order = np.argsort(dist, kind="stable")[:limit]
         return rows[order], dist[order].tolist()
 
-    def _hits(self, rows: npt.NDArray[np.intp], dist: list[float]) -> list[FeasibilityHit]:
+    def _hits(
+        self, rows: npt.NDArray[np.intp], dist: list[float], keep_free: int = 0
+    ) -> list[FeasibilityHit]:
         """Materialise hits column by column (one numpy call per column, not per box)."""
         if rows.size == 0:
             return []
         lat, lng = geodetic_on_surface(_take_rows(self._xyz, rows))
         record = _take_rows(self._record, rows)
+        if keep_free > 0:  # one vectorised step: the unit's kept ports leave the free count
+            sellable, kept = kept_free.split(record["free"], keep_free)
+            free, kept_col = sellable.tolist(), kept.tolist()
+        else:
+            free, kept_col = record["free"].tolist(), [0] * rows.size
         columns = (
             self._ids.take(rows),
             self._names.take(rows),
@@ -470,9 +486,11 @@ class FeasibilityIndex:
             lng,
             dist,
             _STATUS_OBJECTS[record["status"]].tolist(),
-            *(record[name].tolist() for name in _PORT_FIELDS),
+            free,
+            *(record[name].tolist() for name in _PORT_FIELDS[1:]),
+            kept_col,
         )
-        # What NamedTuple._make does, minus its per-row length check (12 columns by construction).
+        # What NamedTuple._make does, minus its per-row length check (13 columns by construction).
         new = tuple.__new__
         return [new(FeasibilityHit, values) for values in zip(*columns, strict=True)]
 

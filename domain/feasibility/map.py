@@ -119,13 +119,18 @@ def _text(value: object) -> str:
     )
 
 
+def _kept(hit: FeasibilityHit) -> str:
+    """The unit's kept ports next to the sellable free count (nothing when none is kept)."""
+    return f" (+{hit.ports_kept_free} kept free for the unit)" if hit.ports_kept_free else ""
+
+
 def _popup_html(hit: FeasibilityHit) -> str:
     availability = hit.availability
     return (
         f'<div class="feasibility-popup" data-box-id="{_text(hit.box_id)}">'
         f"<b>{_text(hit.name)}</b><br>"
         f"Distance: {hit.distance_m:.0f} m<br>"
-        f"Free ports: {hit.ports_free} of {hit.ports_total}<br>"
+        f"Free ports: {hit.ports_free} of {hit.ports_total}{_kept(hit)}<br>"
         f"Reserved {hit.ports_reserved} · in use {hit.ports_in_use} · blocked {hit.ports_blocked}"
         f"<br>Status: {_text(hit.status.value.replace('_', ' '))}"
         f' · <span style="color:{COLOURS[availability]}">{LABELS[availability]}</span>'

@@ -94,15 +94,17 @@ class PoleNetwork:
         projects: str | Iterable[str] | None = None,
         only_available: bool = False,
         limit: int | None = None,
+        keep_free: int = 0,
     ) -> PoleAnswer:
         """Boxes whose route from the (validated) point is at most `bound_m`, nearest route
-        first, ties by box id."""
+        first, ties by box id; `keep_free` as in `FeasibilityIndex.query`."""
         routes = self.graph.routes(lat, lng, bound_m)
         if routes.first_span_m is None:
             return PoleAnswer([], no_pole_within_m=self.graph.max_span_m)
         rows, dist = self.index.select_rows(
-            lat, lng, bound_m + BOX_OFF_POLE_M, projects=projects, only_available=only_available
-        )
+            lat, lng, bound_m + BOX_OFF_POLE_M, projects=projects,
+            only_available=only_available, keep_free=keep_free,
+        )  # fmt: skip
         if not rows.size:
             return PoleAnswer([])
         route = routes.routes_for(self.box_pole[rows])
@@ -111,7 +113,7 @@ class PoleNetwork:
         straight = np.asarray(dist)[reached]
         order = np.lexsort((rows, route))[:limit]
         rows, route, straight = rows[order], route[order], straight[order]
-        hits = self.index.hits_for(rows, straight.tolist())
+        hits = self.index.hits_for(rows, straight.tolist(), keep_free)
         out = []
         for hit, row, length in zip(hits, rows.tolist(), route.tolist(), strict=True):
             out.append(

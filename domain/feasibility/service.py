@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlmodel import Session, col, select
 
+from domain import kept_free
 from domain.customers import primary_address
 from domain.errors import InvalidInput, NotFound
 from domain.feasibility.boxes import Availability, FeasibilityHit
@@ -42,6 +43,7 @@ class FeasibilitySource(Protocol):
         projects: str | Iterable[str] | None = None,
         only_available: bool = False,
         limit: int | None = None,
+        keep_free: int = 0,
     ) -> list[FeasibilityHit]: ...
 
     def __len__(self) -> int: ...
@@ -75,6 +77,7 @@ class FeasibilityQuery:
     limit: int | None = None
     customer: CustomerPlace | None = None
     mode: str = "radius"  # "poles": radius bounds the route along the poles
+    keep_free_ports: int = 0  # the unit's ports kept free per box (none without a unit)
 
     def params(self) -> dict[str, Any]:
         """The query as URL parameters (for the map link); customer queries carry no point."""
@@ -119,6 +122,7 @@ class FeasibilityResult:
             "full": counts[Availability.FULL],
             "blocked": counts[Availability.BLOCKED],
             "free_ports": sum(h.ports_free for h in self.hits),
+            "ports_kept_free": sum(h.ports_kept_free for h in self.hits),
             "nearest_m": _metres(nearest.distance_m) if nearest else None,
             "nearest_available_m": _metres(nearest_free.distance_m) if nearest_free else None,
             "nearest_available_box": nearest_free.name if nearest_free else None,
@@ -141,9 +145,11 @@ class FeasibilityResult:
                 f"with {first.ports_free} free port(s)"
             )
         if self.hits:
+            kept = sum(h.ports_kept_free for h in self.hits)
+            why = f" that may be sold ({kept} kept free for unit {self.query.unit})" if kept else ""
             return (
                 f"Not viable now: {len(self.hits)} box(es) within {radius} but none has a free "
-                "port (a lead for network expansion)"
+                f"port{why} (a lead for network expansion)"
             )
         return f"Not viable: no box within {radius}"
 
@@ -159,6 +165,8 @@ class FeasibilityResult:
                 "only_available": q.only_available,
                 "limit": q.limit,
                 "customer_id": q.customer.customer_id if q.customer else None,
+                # the unit's kept ports (per box) counted apart from the sellable free ones
+                **({"keep_free_ports": q.keep_free_ports} if q.unit else {}),
                 # radius-mode answers stay as they were; pole mode says so
                 **({"mode": q.mode} if q.mode != "radius" else {}),
             },
@@ -173,9 +181,9 @@ class FeasibilityResult:
             ),
             "summary": self.summary(),
             "boxes": (
-                [box_json(h) for h in self.hits]
+                [box_json(h, q.unit) for h in self.hits]
                 if self.routes is None
-                else [route_json(r) for r in self.routes]
+                else [route_json(r, q.unit) for r in self.routes]
             ),
         }
 
@@ -184,7 +192,8 @@ def _metres(value: float) -> float:
     return round(value, 3)  # millimetres: the distance is exact to better than that
 
 
-def box_json(hit: FeasibilityHit) -> dict[str, Any]:
+def box_json(hit: FeasibilityHit, unit: str | None = None) -> dict[str, Any]:
+    """A box for the sales screen; `ports.free` counts only the ports that may be sold."""
     return {
         "id": hit.box_id,
         "name": hit.name,
@@ -194,6 +203,8 @@ def box_json(hit: FeasibilityHit) -> dict[str, Any]:
         "distance_m": _metres(hit.distance_m),
         "status": hit.status.value,
         "availability": hit.availability.value,
+        "availability_reason": kept_free.reason(hit.ports_kept_free, unit),
+        "ports_kept_free": hit.ports_kept_free,  # free ports the unit keeps (not in ports.free)
         "ports": {
             "free": hit.ports_free,
             "reserved": hit.ports_reserved,
@@ -206,9 +217,9 @@ def box_json(hit: FeasibilityHit) -> dict[str, Any]:
     }
 
 
-def route_json(route: PoleHit) -> dict[str, Any]:
+def route_json(route: PoleHit, unit: str | None = None) -> dict[str, Any]:
     """A box in pole mode: the radius-mode fields plus its route along the poles."""
-    out = box_json(route.hit)
+    out = box_json(route.hit, unit)
     out["route_m"] = _metres(route.route_m)
     out["drop_poles"] = list(route.drop_poles)
     out["drop_max_m"] = route.drop_max_m
@@ -259,6 +270,23 @@ def unit_projects(session: Session, unit: str) -> tuple[str, tuple[str, ...]]:
     return code, tuple(sorted(projects))
 
 
+def keep_free_by_unit(session: Session) -> dict[str, int]:
+    """Active unit code → the ports it keeps free per box (only units that keep some)."""
+    rows = session.exec(
+        select(Unit.code, Unit.keep_free_ports).where(
+            Unit.active == True,  # noqa: E712
+            Unit.keep_free_ports > 0,
+        )
+    ).all()
+    return dict(rows)
+
+
+def unit_keep_free(session: Session, code: str) -> int:
+    """The ports unit `code` (normalised) keeps free per box (0 when unknown)."""
+    keep = session.exec(select(Unit.keep_free_ports).where(Unit.code == code)).first()
+    return keep or 0
+
+
 def customer_place(session: Session, customer_id: int) -> CustomerPlace:
     """The customer's registered, geocoded address, or a 'register the address first' error."""
     customer = session.get(Customer, customer_id)
@@ -303,12 +331,15 @@ def plan_query(
     units: Mapping[str, tuple[str, ...]] | None = None,
     mode: object | None = None,
     default_mode: str = "radius",
+    keep_free: Mapping[str, int] | None = None,
 ) -> FeasibilityQuery:
     """Validate a point query (`lat`/`lng`) or a customer query (`customer_id`).
 
     `units` (active unit code → its OZmap projects, e.g. a service's recent copy) answers the
     unit without the database; a code not in it is looked up (and refused if unknown).
-    A point query with a known unit (or none) then touches no database at all.
+    `keep_free` (unit code → ports kept free, the same recent copy; absent means 0) answers
+    the unit's kept ports alongside. A point query with a known unit (or none) then touches
+    no database at all.
     """
     place = None
     if customer_id is not None:
@@ -319,13 +350,15 @@ def plan_query(
     radius = policy.resolve(radius_m)  # default when None; else 0 < r <= max
     rows = validate_limit(limit)
     how = validate_mode(mode, default_mode)
-    code, projects = (None, None)
+    code, projects, keep = (None, None, 0)
     if unit is not None and unit.strip():
         known = units.get(unit.strip().upper()) if units is not None else None
-        if known is not None:
+        if known is not None and keep_free is not None:
             code, projects = unit.strip().upper(), known
+            keep = keep_free.get(code, 0)
         else:
             code, projects = unit_projects(session, unit)
+            keep = unit_keep_free(session, code)
     return FeasibilityQuery(
         lat=lat_f,
         lng=lng_f,
@@ -336,6 +369,7 @@ def plan_query(
         limit=rows,
         customer=place,
         mode=how,
+        keep_free_ports=keep,
     )
 
 
@@ -349,6 +383,7 @@ def run_query(source: FeasibilitySource, query: FeasibilityQuery) -> Feasibility
         projects=query.projects,
         only_available=query.only_available,
         limit=query.limit,
+        keep_free=query.keep_free_ports,
     )
     return FeasibilityResult(query, hits)
 
@@ -374,6 +409,7 @@ def _run_poles(source: FeasibilitySource, query: FeasibilityQuery) -> Feasibilit
         projects=query.projects,
         only_available=query.only_available,
         limit=query.limit,
+        keep_free=query.keep_free_ports,
     )
     return FeasibilityResult(
         query,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 
 from sqlmodel import Session, col, func, select
 
-from domain import audit
+from domain import audit, kept_free
 from domain.cable_types import unknown_cable
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.outbox import ActivatePayload, CancelPayload, ReservePayload, enqueue
@@ -68,11 +68,14 @@ def reserve(
     port: int | None = None,
     actor: Principal,
     ozmap: OZmapClient,
+    force: bool = False,
 ) -> PortReservation:
     """Reserve a port of `box_id` for the contract ("Reservar porta"); see the module rules.
 
     Without `splitter_id`/`port` the first free port of a customer-facing splitter is taken;
-    with `port` alone the box must have exactly one customer-facing splitter.
+    with `port` alone the box must have exactly one customer-facing splitter. A port the
+    contract's unit keeps free (`keep_free_ports`) is refused (409) unless an admin passes
+    `force` (audited); a non-admin passing `force` is refused (403).
     Raises NotFound (contract, box), Conflict (stage, live reservation, box in design, port
     occupied/blocked, race lost), InvalidInput (bad ids/port, no coordinates), Forbidden (role),
     ExternalUnavailable (OZmap down and box not cached). Nothing is written on error.
@@ -83,6 +86,7 @@ def reserve(
     they opened (e.g. to authenticate) before calling.
     """
     actor.require(UserRole.SELLER)
+    kept_free.require_force_allowed(actor, force)
     box_id = _required_id(box_id, "box_id")
     splitter_id = _required_id(splitter_id, "splitter_id") if splitter_id is not None else None
     if port is not None and (isinstance(port, bool) or port < 1):
@@ -100,6 +104,7 @@ def reserve(
         live = check_cached(session, box_id, splitter_id, port, unavailable)
     choices = not_held(box_id, live, held, source)
     _require_unit_serves(session, contract, choices[0].project_id, box_id)
+    overridden = _kept_free_check(session, contract, choices[0], held, force)
     code = _next_client_code(session, contract)
     reservation = _insert_first(session, contract, code, choices, actor)
     choice = next(c for c in choices if (c.splitter_id, c.port) == _port_of(reservation))
@@ -118,7 +123,14 @@ def reserve(
             address=address,
         ),
     )
-    _audit(session, actor, "reserve", reservation, checked_in=choice.source)
+    forced: dict[str, object] = {}
+    if overridden is not None:  # an admin took a kept port
+        forced = {
+            "forced": True,
+            "keep_free_ports": overridden[0],
+            "free_ports_left": overridden[1],
+        }
+    _audit(session, actor, "reserve", reservation, checked_in=choice.source, extra=forced)
     if choice.source == SOURCE_CACHE:
         log.warning(
             "reservation %s (%s) accepted on the network cache: OZmap was unreachable",
@@ -192,6 +204,28 @@ def _require_unit_serves(
             field="box_id",
             hint="choose a box from the feasibility of the contract's unit",
         )
+
+
+def _kept_free_check(
+    session: Session,
+    contract: Contract,
+    choice: PortChoice,
+    held: set[tuple[str, int]],
+    force: bool,
+) -> tuple[int, int] | None:
+    """Refuse a port the contract's unit keeps free; forced: (kept, free left) for the audit."""
+    unit = session.get(Unit, contract.unit_id)
+    if unit is None or unit.keep_free_ports <= 0:
+        return None
+    keep = unit.keep_free_ports
+    free_left = len(choice.box_free - held)  # held ports may not have reached OZmap yet
+    try:
+        kept_free.require_sellable(choice.box_id, free_left, keep, unit.code)
+    except Conflict:
+        if not force:
+            raise
+        return keep, free_left
+    return None
 
 
 def _next_client_code(session: Session, contract: Contract) -> str:
@@ -429,7 +463,8 @@ def _audit(
     action: str,
     reservation: PortReservation,
     before: dict[str, object] | None = None,
-    **extra: object,
+    extra: dict[str, object] | None = None,
+    **fields: object,
 ) -> None:
     audit.record(
         session,
@@ -438,7 +473,7 @@ def _audit(
         entity="reservation",
         entity_id=reservation.id,
         before=before,
-        after={**_audit_fields(reservation), **extra},
+        after={**_audit_fields(reservation), **fields, **(extra or {})},
     )
 
 

@@ -35,12 +35,21 @@ class PortChoice:
     splitter_id: str
     port: int
     source: str
+    # Every free customer port of the box as the same check saw it (splitter id, port): what
+    # the unit's kept-free rule counts.
+    box_free: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True)
 class _SplitterPorts:
     id: str
     states: list[PortState]  # index i = port i+1
+
+
+def _box_free(splitters: list[_SplitterPorts]) -> frozenset[tuple[str, int]]:
+    return frozenset(
+        (s.id, i + 1) for s in splitters for i, st in enumerate(s.states) if st is PortState.FREE
+    )
 
 
 def erp_held_ports(session: Session, box_id: str) -> set[tuple[str, int]]:
@@ -115,8 +124,10 @@ def _check_live(
         for s in ozmap.iter_splitters(box_ids=[box_id], is_drop=True)
     ]
     target = _pick_splitter(splitters, box_id, splitter_id, port)
+    box_free = _box_free(splitters)
     if port is None:
-        return _free_ports(box.project, box_id, [target] if target else splitters, SOURCE_LIVE)
+        pool = [target] if target else splitters
+        return _free_ports(box.project, box_id, pool, SOURCE_LIVE, box_free)
     assert target is not None
     try:
         live = ozmap.port_state(box_id, target.id, port)
@@ -124,7 +135,7 @@ def _check_live(
         raise InvalidInput(exc.message, field="port") from None
     if live.state is not PortState.FREE:
         raise _port_not_free(box_id, target.id, port, live.state, live.client_code)
-    return [PortChoice(box.project, box_id, target.id, port, SOURCE_LIVE)]
+    return [PortChoice(box.project, box_id, target.id, port, SOURCE_LIVE, box_free)]
 
 
 def check_cached(
@@ -151,9 +162,10 @@ def check_cached(
         for r in rows
     ]
     target = _pick_splitter(splitters, box_id, splitter_id, port)
+    box_free = _box_free(splitters)
     if port is None:
         pool = [target] if target else splitters
-        return _free_ports(box.ozmap_project_id, box_id, pool, SOURCE_CACHE)
+        return _free_ports(box.ozmap_project_id, box_id, pool, SOURCE_CACHE, box_free)
     assert target is not None
     if port > len(target.states):
         raise InvalidInput(
@@ -163,7 +175,7 @@ def check_cached(
     state = target.states[port - 1]
     if state is not PortState.FREE:
         raise _port_not_free(box_id, target.id, port, state, None)
-    return [PortChoice(box.ozmap_project_id, box_id, target.id, port, SOURCE_CACHE)]
+    return [PortChoice(box.ozmap_project_id, box_id, target.id, port, SOURCE_CACHE, box_free)]
 
 
 def _pick_splitter(
@@ -198,10 +210,14 @@ def _pick_splitter(
 
 
 def _free_ports(
-    project_id: str, box_id: str, splitters: list[_SplitterPorts], source: str
+    project_id: str,
+    box_id: str,
+    splitters: list[_SplitterPorts],
+    source: str,
+    box_free: frozenset[tuple[str, int]],
 ) -> list[PortChoice]:
     return [
-        PortChoice(project_id, box_id, s.id, i + 1, source)
+        PortChoice(project_id, box_id, s.id, i + 1, source, box_free)
         for s in splitters
         for i, state in enumerate(s.states)
         if state is PortState.FREE
