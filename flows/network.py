@@ -36,6 +36,7 @@ from domain.errors import DomainError
 from domain.network_cache.plan import RefreshPlan
 from domain.network_cache.report import NetworkRefreshFailed, RefreshReport
 from flows.hooks import failure_of
+from ozmap.client import max_concurrency
 from tasks import network as t
 
 SUMMARY_KEY = "network-refresh-summary"
@@ -112,8 +113,11 @@ def _refresh_projects(plan: RefreshPlan) -> RefreshReport:
         )
     )
     try:
+        # Projects side by side share the run's OZmap limit (OZMAP_MAX_CONCURRENCY).
+        share = max(1, max_concurrency() // max(1, min(PROJECT_WORKERS, len(plan.projects))))
         futures = {
-            t.refresh_project.submit(p, progress, plan.expected_boxes): p for p in plan.projects
+            t.refresh_project.submit(p, progress, plan.expected_boxes, share): p
+            for p in plan.projects
         }
         for future in as_completed(list(futures)):
             try:

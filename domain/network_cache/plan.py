@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol
@@ -28,6 +28,16 @@ class NetworkSource(Protocol):
     def network_snapshot(
         self, project_id: str, updated_since: datetime | None = None, *, page_size: int = ...
     ) -> Iterator[BoxSnapshot]: ...
+
+
+class AsyncNetworkSource(Protocol):
+    """The async twin of :class:`NetworkSource` (`ozmap.client.AsyncOZmapClient`)."""
+
+    async def list_projects(self) -> list[Project]: ...
+
+    def network_snapshot(
+        self, project_id: str, updated_since: datetime | None = None, *, page_size: int = ...
+    ) -> AsyncIterator[BoxSnapshot]: ...
 
 
 class ProjectNotInOZmap(DomainError):
