@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
@@ -93,6 +93,26 @@ class RefreshPlan:
     @property
     def expected_boxes(self) -> int:
         return sum(max(p.cached_boxes, 1) for p in self.projects)
+
+    def only(self, project_ids: Sequence[str]) -> RefreshPlan:
+        """The part of this plan with these projects (a fanned-out child run); removing
+        unserved projects stays with the whole refresh."""
+        wanted = list(dict.fromkeys(project_ids))
+        planned = {p.project_id for p in self.projects}
+        unknown = [pid for pid in wanted if pid not in planned]
+        if unknown:
+            raise InvalidInput(
+                f"project(s) {', '.join(unknown)} are not among the units' projects to refresh",
+                field="projects",
+            )
+        keep = tuple(p for p in self.projects if p.project_id in set(wanted))
+        return replace(self, projects=keep, unserved_projects=())
+
+    def split(self, per_part: int) -> list[tuple[str, ...]]:
+        """The projects' ids in groups of ``per_part`` (one child run each), in plan order."""
+        ids = [p.project_id for p in self.projects]
+        size = max(1, per_part)
+        return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
 def _units_with_projects(session: Session) -> dict[str, list[str]]:
