@@ -20,7 +20,7 @@ while it runs, then ``network-refresh-summary`` (markdown, one line per unit/pro
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from prefect import Flow, flow, get_run_logger
@@ -34,7 +34,6 @@ from prefect.events import emit_event
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
 
 from domain.errors import DomainError
 from domain.network_cache.plan import RefreshPlan
@@ -102,7 +101,7 @@ def refresh_network(
     full: bool = False,
     units: list[str] | None = None,
     fan_out: bool = False,
-    projects_per_child: Annotated[int, Field(ge=1, le=1000)] = 1,
+    projects_per_child: int = 1,
     projects: list[str] | None = None,
     signal_reload: bool = True,
 ) -> dict[str, Any]:

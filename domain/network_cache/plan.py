@@ -110,9 +110,12 @@ class RefreshPlan:
 
     def split(self, per_part: int) -> list[tuple[str, ...]]:
         """The projects' ids in groups of ``per_part`` (one child run each), in plan order."""
+        if not 1 <= per_part <= 1000:
+            raise InvalidInput(
+                "projects_per_child must be between 1 and 1000", field="projects_per_child"
+            )
         ids = [p.project_id for p in self.projects]
-        size = max(1, per_part)
-        return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+        return [tuple(ids[i : i + per_part]) for i in range(0, len(ids), per_part)]
 
 
 def _units_with_projects(session: Session) -> dict[str, list[str]]:
