@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from ozmap import _core as core
@@ -213,7 +214,7 @@ class _BaseClient:
         if req.method == "DELETE" and resp.status_code == 404:
             return None
         try:
-            return resp.json()
+            return orjson.loads(resp.content)  # pages are large: ~5x faster than json
         except ValueError:
             raise OZmapProtocolError(
                 f"OZmap answered {req.method} {_short(req.path)} with a body that is not JSON "
