@@ -14,6 +14,8 @@ and a non-zero exit on bad input.
 
 from __future__ import annotations
 
+import asyncio
+
 import typer
 from rich.progress import (
     BarColumn,
@@ -43,7 +45,8 @@ from domain.feasibility.loader import load_index
 from domain.feasibility.pole_query import BOX_OFF_POLE_M
 from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
 from domain.network_cache.plan import ProjectPlan, RefreshPlan
-from domain.network_cache.refresh import refresh_network
+from domain.network_cache.poles import PoleSource
+from domain.network_cache.refresh import refresh_network_async
 from domain.network_cache.report import RefreshReport
 from domain.network_cache.store import current_generation, has_boxes
 from models.db import get_engine
@@ -65,20 +68,17 @@ def refresh(
     json_out: bool = typer.Option(False, "--json", help="print the counts as JSON"),
 ) -> None:
     """Pull boxes, customer-facing splitters and port states from OZmap into the cache."""
-    from ozmap.client import OZmapClient
+    from ozmap.client import AsyncOZmapClient, OZmapClient
 
     engine = get_engine()
-    with (
-        OZmapClient.from_settings() as client,
-        Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=json_out,
-        ) as bar,
-    ):
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=json_out,
+    ) as bar:
         bars: dict[str, TaskID] = {}
 
         def on_plan(plan: RefreshPlan) -> None:
@@ -93,9 +93,17 @@ def refresh(
             total = bar.tasks[task].total
             bar.update(task, completed=boxes, total=max(total or 0, boxes))
 
-        report = refresh_network(
-            engine, client, full=full, units=unit or None, on_plan=on_plan, progress=progress
-        )
+        async def run() -> RefreshReport:
+            # Pages and projects in flight at once, at most OZMAP_MAX_CONCURRENCY requests.
+            async with AsyncOZmapClient.from_settings() as client:
+                with OZmapClient.from_settings() as sync_client:  # poles, once it reads them
+                    return await refresh_network_async(
+                        engine, client, full=full, units=unit or None, on_plan=on_plan,
+                        progress=progress,
+                        poles=sync_client if isinstance(sync_client, PoleSource) else None,
+                    )  # fmt: skip
+
+        report = asyncio.run(run())
         for task in bars.values():  # finished (failed ones stop where they were)
             bar.update(task, total=bar.tasks[task].completed or 1, completed=None)
     if json_out:

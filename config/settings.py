@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     ozmap_push_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     # Total time the seller path's live port check may take, retries included.
     ozmap_interactive_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    # Requests in flight toward OZmap from one refresh/reconciliation process (a fanned-out
+    # run: per child run), so a tenant is never flooded.
+    ozmap_max_concurrency: int = Field(default=8, ge=1, le=64)
 
     feasibility_default_radius_m: float = Field(default=150.0, gt=0)
     feasibility_max_radius_m: float = Field(default=3000.0, gt=0)

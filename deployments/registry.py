@@ -302,6 +302,16 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         concurrency=Concurrency(1, "CANCEL_NEW"),
     ),
     DeploymentSpec(
+        name="refresh-part",
+        entrypoint="flows/network.py:refresh_network",
+        description=(
+            "Part of a fanned-out network refresh (fan_out=True): some projects, started by "
+            "the parent run, which signals the reload. Not scheduled; any worker takes it."
+        ),
+        parameters={"full": False, "units": None, "projects": None, "signal_reload": False},
+        tags=(PROJECT_TAG, "network"),
+    ),
+    DeploymentSpec(
         name="coverage-report",
         entrypoint="flows/coverage.py:coverage_report",
         description=(

@@ -4,7 +4,10 @@ Deployment entrypoint: ``flows/network.py:refresh_network``. Parameters: ``full`
 only what changed since each project's high-water mark; True: every box, and boxes gone from
 OZmap are removed) and ``units`` (unit codes, e.g. ``["SPO"]``; empty = every active unit).
 Deployments (``deployments/registry.py``): ``incremental-refresh`` every 15 minutes and
-``nightly-full-refresh`` at 03:30, each with a deployment concurrency limit of 1.
+``nightly-full-refresh`` at 03:30, each with a deployment concurrency limit of 1, and
+``refresh-part`` for the children of a fanned-out run (``fan_out=True``: one child run per
+``projects_per_child`` projects, each a worker's share; the parent waits, aggregates the
+summary, signals the reload once and ends Failed naming a failed child).
 
 One task per OZmap project (a few at once), each paging through the project in batches.
 A project that fails does not stop the others, but the run then ends **Failed** (its cached
@@ -35,7 +38,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from domain.errors import DomainError
 from domain.network_cache.plan import RefreshPlan
 from domain.network_cache.report import NetworkRefreshFailed, RefreshReport
+from flows.fanout import run_children
 from flows.hooks import failure_of
+from ozmap.client import max_concurrency
 from tasks import network as t
 
 SUMMARY_KEY = "network-refresh-summary"
@@ -44,13 +49,20 @@ EVENT_REFRESHED = "erp-ozmap.network.refreshed"
 EVENT_FAILED = "erp-ozmap.network.refresh-failed"
 # Projects refreshed at once: OZmap reads overlap, database writes stay short.
 PROJECT_WORKERS = 3
+# Fanned-out children run here: a deployment of this flow without a concurrency limit of 1
+# (the parent holds the scheduled deployment's slot while it waits).
+CHILD_DEPLOYMENT = "network-refresh/refresh-part"
+CHILD_TIMEOUT_SECONDS = 3 * 3600
 
 
 def run_name() -> str:
-    """e.g. 'network-refresh-incremental-all' or 'network-refresh-full-SPO+RIO'."""
+    """e.g. 'network-refresh-incremental-all', 'network-refresh-full-SPO+RIO' or, for a
+    fanned-out child, 'network-refresh-full-all-part-6501...+6502...'."""
     params = flow_run.parameters or {}
     scope = "+".join(params.get("units") or []) or "all"
-    return f"network-refresh-{'full' if params.get('full') else 'incremental'}-{scope}"[:120]
+    part = "+".join(params.get("projects") or [])
+    name = f"network-refresh-{'full' if params.get('full') else 'incremental'}-{scope}"
+    return (f"{name}-part-{part}" if part else name)[:120]
 
 
 def _resource(report: RefreshReport) -> dict[str, str]:
@@ -83,14 +95,33 @@ def _announce_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
     description="Pull the units' OZmap boxes, customer-facing splitters and port states into "
     "the feasibility cache (full or incremental) and have the services reload their index.",
     on_failure=[_announce_failure],
+    persist_result=True,  # a fanned-out parent reads its children's counts
 )
-def refresh_network(full: bool = False, units: list[str] | None = None) -> dict[str, Any]:
-    """One refresh run; returns its counts (totals, per project, failures, generation)."""
+def refresh_network(
+    full: bool = False,
+    units: list[str] | None = None,
+    fan_out: bool = False,
+    projects_per_child: int = 1,
+    projects: list[str] | None = None,
+    signal_reload: bool = True,
+) -> dict[str, Any]:
+    """One refresh run; returns its counts (totals, per project, failures, generation).
+
+    ``fan_out``: one child run of the ``refresh-part`` deployment per ``projects_per_child``
+    projects, so every worker of the pool takes a share; this run waits, aggregates and
+    fails naming a failed child. ``projects`` (project ids) limits a run to part of the plan
+    and ``signal_reload`` False leaves the reload to the parent (what children get).
+    """
     plan = t.plan_refresh(full, units)
-    report = _refresh_projects(plan)
+    if projects:
+        plan = plan.only(projects)
+    if fan_out and len(plan.projects) > 1:
+        report = _fan_out(plan, projects_per_child)
+    else:
+        report = _refresh_projects(plan)
     if plan.unserved_projects:
         report.removed_unserved = t.remove_unserved(list(plan.unserved_projects))
-    if report.changed:
+    if report.changed and signal_reload:
         report.generation = t.signal_reload()
     create_markdown_artifact(
         key=SUMMARY_KEY, markdown=report.markdown(), description=report.one_line()
@@ -99,6 +130,29 @@ def refresh_network(full: bool = False, units: list[str] | None = None) -> dict[
     report.raise_if_failed()
     emit_event(event=EVENT_REFRESHED, resource=_resource(report), payload=report.event_payload())
     return report.to_dict()
+
+
+def _fan_out(plan: RefreshPlan, per_child: int) -> RefreshReport:
+    """Child runs of ``CHILD_DEPLOYMENT`` over groups of the plan's projects, aggregated."""
+    groups = plan.split(per_child)
+    params = [
+        {"full": plan.full, "units": list(plan.units) if not plan.all_units else None,
+         "projects": list(group), "signal_reload": False}
+        for group in groups
+    ]  # fmt: skip
+    get_run_logger().info(
+        "fanning out %s project(s) to %s child run(s) of %s",
+        len(plan.projects), len(groups), CHILD_DEPLOYMENT,
+    )  # fmt: skip
+    report = RefreshReport(full=plan.full, units=plan.units)
+    for child in run_children(CHILD_DEPLOYMENT, params, timeout_seconds=CHILD_TIMEOUT_SECONDS):
+        if child.completed and isinstance(child.result, dict):
+            report.add_part(child.result)
+        else:
+            report.record_part_failure(child.parameters["projects"], child.name, child.error)
+            get_run_logger().error("child run %s failed: %s", child.name, child.error)
+    report.sort_projects()
+    return report
 
 
 def _refresh_projects(plan: RefreshPlan) -> RefreshReport:
@@ -112,8 +166,11 @@ def _refresh_projects(plan: RefreshPlan) -> RefreshReport:
         )
     )
     try:
+        # Projects side by side share the run's OZmap limit (OZMAP_MAX_CONCURRENCY).
+        share = max(1, max_concurrency() // max(1, min(PROJECT_WORKERS, len(plan.projects))))
         futures = {
-            t.refresh_project.submit(p, progress, plan.expected_boxes): p for p in plan.projects
+            t.refresh_project.submit(p, progress, plan.expected_boxes, share): p
+            for p in plan.projects
         }
         for future in as_completed(list(futures)):
             try:

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from ozmap import _core as core
@@ -276,7 +277,7 @@ class _BaseClient:
         if req.method == "DELETE" and resp.status_code == 404:
             return None
         try:
-            return resp.json()
+            return orjson.loads(resp.content)  # pages are large: ~5x faster than json
         except ValueError:
             raise OZmapProtocolError(
                 f"OZmap answered {req.method} {_short(req.path)} with a body that is not JSON "
@@ -629,8 +630,10 @@ class AsyncOZmapClient(_BaseClient):
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> AsyncOZmapClient:
-        """A new client for background work, from ``settings`` or the current ones."""
-        return cls(**{**_background_options(settings), **kwargs})
+        """A new client for background work, from ``settings`` or the current ones; at most
+        ``OZMAP_MAX_CONCURRENCY`` requests in flight unless ``concurrency`` says otherwise."""
+        options = {"concurrency": max_concurrency(settings), **_background_options(settings)}
+        return cls(**{**options, **kwargs})
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -903,6 +906,13 @@ async def ordered(items: Any, fn: Callable[[Any], Awaitable[T]], width: int) -> 
     finally:
         for task in pending:
             task.cancel()
+
+
+def max_concurrency(settings: Settings | None = None) -> int:
+    """``OZMAP_MAX_CONCURRENCY``: requests in flight toward OZmap from one reading process."""
+    from config import get_settings
+
+    return (settings or get_settings()).ozmap_max_concurrency
 
 
 def _background_options(settings: Settings | None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Prefect tasks of the network refresh and the coverage report: thin wrappers over the domain.
 
 One task per OZmap project (it pages through the project's boxes in batches of
-`BATCH_SIZE`, one transaction each), never one per box. Only plain data crosses task
+`BATCH_SIZE`, one transaction each, with the async client: pages in flight at once, at most
+its `concurrency` requests), never one per box. Only plain data crosses task
 boundaries; each task builds its own OZmap client and uses the process-wide engine. Nothing is
 cached (`NO_CACHE`): every run must really read OZmap. A project refresh is idempotent
 (compare-then-upsert, high-water mark written last), so a retry simply reads it again;
@@ -10,6 +11,7 @@ retries are only for transient failures (OZmap overloaded or unreachable, databa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -26,9 +28,10 @@ from domain.network_cache import plan as nc_plan
 from domain.network_cache import refresh as nc_refresh
 from domain.network_cache import store as nc_store
 from domain.network_cache.plan import ProjectPlan, RefreshPlan
+from domain.network_cache.poles import PoleSource
 from domain.network_cache.report import ProjectRefresh
 from models.db import get_engine
-from ozmap.client import OZmapClient
+from ozmap.client import AsyncOZmapClient, OZmapClient, max_concurrency
 from tasks.policy import reliable
 
 TAGS = ["ozmap", "network"]
@@ -134,17 +137,31 @@ def _project_run_name() -> str:
     **_RELIABLE,
 )
 def refresh_project(
-    project: ProjectPlan, progress_artifact: str | None = None, expected_boxes: int = 0
+    project: ProjectPlan,
+    progress_artifact: str | None = None,
+    expected_boxes: int = 0,
+    concurrency: int | None = None,
 ) -> ProjectRefresh:
-    """Pull one project's boxes, splitters and port states into the cache."""
+    """Pull one project's boxes, splitters and port states into the cache, ``concurrency``
+    requests in flight (default ``OZMAP_MAX_CONCURRENCY``)."""
     progress = RefreshProgress.of(progress_artifact, expected_boxes)
     step = None if progress is None else (lambda n: progress.update(project.project_id, n))
-    with OZmapClient.from_settings() as client:
-        result = nc_refresh.refresh_project(get_engine(), client, project, progress=step)
+    result = asyncio.run(_pull(project, step, concurrency or max_concurrency()))
     if progress is not None:
         progress.update(project.project_id, result.boxes_read, force=True)
     get_run_logger().info(result.one_line())
     return result
+
+
+async def _pull(
+    project: ProjectPlan, step: nc_refresh.Progress | None, concurrency: int
+) -> ProjectRefresh:
+    async with AsyncOZmapClient.from_settings(concurrency=concurrency) as client:
+        with OZmapClient.from_settings() as sync_client:  # poles, once the client reads them
+            poles = sync_client if isinstance(sync_client, PoleSource) else None
+            return await nc_refresh.refresh_project_async(
+                get_engine(), client, project, progress=step, poles=poles
+            )
 
 
 @task(name="network-remove-unserved", **_RELIABLE)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
@@ -29,6 +29,16 @@ class NetworkSource(Protocol):
     def network_snapshot(
         self, project_id: str, updated_since: datetime | None = None, *, page_size: int = ...
     ) -> Iterator[BoxSnapshot]: ...
+
+
+class AsyncNetworkSource(Protocol):
+    """The async twin of :class:`NetworkSource` (`ozmap.client.AsyncOZmapClient`)."""
+
+    async def list_projects(self) -> list[Project]: ...
+
+    def network_snapshot(
+        self, project_id: str, updated_since: datetime | None = None, *, page_size: int = ...
+    ) -> AsyncIterator[BoxSnapshot]: ...
 
 
 class ProjectNotInOZmap(DomainError):
@@ -84,6 +94,29 @@ class RefreshPlan:
     @property
     def expected_boxes(self) -> int:
         return sum(max(p.cached_boxes, 1) for p in self.projects)
+
+    def only(self, project_ids: Sequence[str]) -> RefreshPlan:
+        """The part of this plan with these projects (a fanned-out child run); removing
+        unserved projects stays with the whole refresh."""
+        wanted = list(dict.fromkeys(project_ids))
+        planned = {p.project_id for p in self.projects}
+        unknown = [pid for pid in wanted if pid not in planned]
+        if unknown:
+            raise InvalidInput(
+                f"project(s) {', '.join(unknown)} are not among the units' projects to refresh",
+                field="projects",
+            )
+        keep = tuple(p for p in self.projects if p.project_id in set(wanted))
+        return replace(self, projects=keep, unserved_projects=())
+
+    def split(self, per_part: int) -> list[tuple[str, ...]]:
+        """The projects' ids in groups of ``per_part`` (one child run each), in plan order."""
+        if not 1 <= per_part <= 1000:
+            raise InvalidInput(
+                "projects_per_child must be between 1 and 1000", field="projects_per_child"
+            )
+        ids = [p.project_id for p in self.projects]
+        return [tuple(ids[i : i + per_part]) for i in range(0, len(ids), per_part)]
 
 
 def _units_with_projects(session: Session) -> dict[str, list[str]]:

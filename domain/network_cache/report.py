@@ -73,6 +73,16 @@ class ProjectRefresh:
         data["changed"] = self.changed
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProjectRefresh:
+        """Back from :meth:`to_dict` (a child run's result, aggregated by its parent)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values["units"] = tuple(values.get("units") or ())
+        mark = values.get("high_water")
+        values["high_water"] = datetime.fromisoformat(mark) if mark else None
+        return cls(**values)
+
 
 class NetworkRefreshFailed(RuntimeError):
     """At least one project could not be refreshed; `report` says which and why."""
@@ -114,6 +124,16 @@ class RefreshReport:
         text = error_text(exc)
         self.failed[project.project_id] = text
         return text
+
+    def add_part(self, part: dict[str, Any]) -> None:
+        """Fold in a child run's report (:meth:`to_dict`) of some of this refresh's projects."""
+        self.projects.extend(ProjectRefresh.from_dict(p) for p in part.get("projects", ()))
+        self.failed.update(part.get("failed") or {})
+
+    def record_part_failure(self, project_ids: list[str], run_name: str, error: str) -> None:
+        """A child run that failed without a report: each of its projects failed with it."""
+        for pid in project_ids:
+            self.failed.setdefault(pid, f"child run {run_name} failed: {error}")
 
     def sort_projects(self) -> None:
         """Operator order, by unit then project (parallel tasks finish in any order)."""

@@ -20,7 +20,7 @@ from ozmap.filters import combine
 from ozmap.models import ref_id
 
 PAGE_SIZE = 1000
-PAGE_CONCURRENCY = 4
+PROJECTS_AT_ONCE = 3  # projects scanned side by side by `scan_projects` (one client, one limit)
 BOX_CHUNK = 150  # box ids per `box in [...]` filter (URL length; the client's own chunk size)
 
 SPLITTER_FIELDS = ("parent", "project", "isDrop", "ratio", "connectables", "ports")
@@ -136,7 +136,7 @@ async def scan_project_async(
     project_id: str,
     *,
     page_size: int = PAGE_SIZE,
-    concurrency: int = PAGE_CONCURRENCY,
+    concurrency: int | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> ProjectScan:
     """Stream one project's customer-facing splitters and properties into the read model.
@@ -148,7 +148,10 @@ async def scan_project_async(
     few chunks' rows whatever the project's size. (A property attached to no box holds no
     port and is not read.)
     Progress counts splitters and boxes (what :func:`estimate_rows_async` predicts).
+    ``concurrency`` (default: the client's limit) pages or chunks are asked for at once; the
+    client's own limit (``OZMAP_MAX_CONCURRENCY``) bounds the requests in flight.
     """
+    concurrency = client.concurrency if concurrency is None else concurrency
     model.begin_project(project_id)
     scan = ProjectScan(project_id)
     spl_filter = combine(F("project") == project_id, F("isDrop") == True)  # noqa: E712
@@ -212,21 +215,27 @@ async def _rows(
 async def estimate_rows_async(
     client: AsyncOZmapClient, project_ids: Sequence[str]
 ) -> dict[str, int]:
-    """Progress units a scan of each project has (splitters + boxes): two small calls each."""
-    out = {}
-    for pid in project_ids:
+    """Progress units a scan of each project has (splitters + boxes): two small calls each,
+    all asked for at once (the client bounds them)."""
+
+    async def rows_of(pid: str) -> int:
         spl = combine(F("project") == pid, F("isDrop") == True)  # noqa: E712
-        out[pid] = await client.count("splitters", filter=spl)
-        out[pid] += await client.count("boxes", filter=F("project") == pid)
-    return out
+        counts = await asyncio.gather(
+            client.count("splitters", filter=spl), client.count("boxes", filter=F("project") == pid)
+        )
+        return sum(counts)
+
+    counts = await asyncio.gather(*(rows_of(pid) for pid in project_ids))
+    return dict(zip(project_ids, counts, strict=True))
 
 
 ClientFactory = Callable[[], AsyncOZmapClient]
 
 
 def default_client_factory() -> AsyncOZmapClient:
-    """The configured OZmap, read with more retries than a write would get (reads are safe)."""
-    return AsyncOZmapClient.from_settings(concurrency=PAGE_CONCURRENCY, max_retries=6)
+    """The configured OZmap (``OZMAP_MAX_CONCURRENCY`` requests in flight), read with more
+    retries than a write would get (reads are safe)."""
+    return AsyncOZmapClient.from_settings(max_retries=6)
 
 
 def estimate_rows(
@@ -268,8 +277,10 @@ def scan_projects(
     page_size: int = PAGE_SIZE,
     progress: Progress = no_progress,
     skip_scanned: bool = True,
+    projects_at_once: int = PROJECTS_AT_ONCE,
 ) -> list[ProjectScan]:
-    """Scan every project into the read model (a blocking call; runs its own event loop)."""
+    """Scan every project into the read model, ``projects_at_once`` side by side through one
+    client (a blocking call; runs its own event loop); results in ``project_ids`` order."""
 
     async def run() -> list[ProjectScan]:
         done_before = model.scanned_projects() if skip_scanned else set()
@@ -277,13 +288,15 @@ def scan_projects(
         async with client_factory() as client:
             total = max(1, sum((await estimate_rows_async(client, todo)).values()))
             counter = RowCounter(total, progress)
-            out = []
-            for pid in todo:
-                out.append(
-                    await scan_project_async(
+            slots = asyncio.Semaphore(max(1, projects_at_once))
+
+            async def one(pid: str) -> ProjectScan:
+                async with slots:
+                    return await scan_project_async(
                         client, model, pid, page_size=page_size, on_rows=counter
                     )
-                )
+
+            out = list(await asyncio.gather(*(one(pid) for pid in todo)))
             progress(
                 1.0, f"OZmap read: {counter.seen:,} splitters and boxes in {len(todo)} project(s)"
             )
