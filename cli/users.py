@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from cli.common import admin_session, console, friendly_errors
+from cli.common import admin_session, console, fail, friendly_errors
 from domain import units as unit_ops
 from domain import users as user_ops
 
@@ -104,3 +104,21 @@ def create_unit(
             session, code=code, name=name, ozmap_project_ids=project, actor=admin.username
         )
     console.print(f"unit [bold]{unit.code}[/] created with {len(project)} OZmap project(s)")
+
+
+@units_app.command("update")
+@friendly_errors
+def update_unit(
+    code: str,
+    feasibility_mode: str | None = typer.Option(
+        None, "--feasibility-mode", help="default feasibility mode of the unit: radius or poles"
+    ),
+) -> None:
+    """Change a unit's settings (only the options given)."""
+    if feasibility_mode is None:
+        raise fail("give at least one setting to change, e.g. --feasibility-mode poles")
+    with admin_session() as (session, admin):
+        unit = unit_ops.set_feasibility_mode(
+            session, code=code, mode=feasibility_mode, actor=admin.username
+        )
+        console.print(f"unit [bold]{unit.code}[/]: feasibility mode {unit.feasibility_mode}")

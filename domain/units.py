@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from domain import audit
-from domain.errors import Conflict, InvalidInput
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.feasibility.service import MODES
 from models import Unit, UnitProject
 
 
@@ -52,3 +53,38 @@ def all_project_ids(session: Session) -> dict[str, list[str]]:
     for code, pid in rows:
         out.setdefault(code, []).append(pid)
     return out
+
+
+def set_feasibility_mode(session: Session, *, code: str, mode: str, actor: str) -> Unit:
+    """Set the unit's default feasibility mode ("radius" or "poles"); audited."""
+    how = mode.strip().lower() if isinstance(mode, str) else ""
+    if how not in MODES:
+        raise InvalidInput(
+            f"feasibility_mode must be one of {', '.join(MODES)} (got {mode!r})",
+            field="feasibility_mode",
+        )
+    unit = session.exec(select(Unit).where(Unit.code == code.strip().upper())).first()
+    if unit is None:
+        known = ", ".join(session.exec(select(Unit.code).order_by(Unit.code)).all()) or "none yet"
+        raise NotFound(f"unit {code!r} does not exist; known units: {known}", field="code")
+    before = unit.feasibility_mode
+    unit.feasibility_mode = how
+    session.add(unit)
+    audit.record(
+        session,
+        actor=actor,
+        action="unit.update",
+        entity="unit",
+        entity_id=unit.id,
+        before={"feasibility_mode": before},
+        after={"feasibility_mode": how},
+    )
+    return unit
+
+
+def feasibility_modes(session: Session) -> dict[str, str]:
+    """Active unit code → its default feasibility mode."""
+    rows = session.exec(
+        select(Unit.code, Unit.feasibility_mode).where(Unit.active == True)  # noqa: E712
+    ).all()
+    return dict(rows)

@@ -20,6 +20,10 @@ class Unit(SQLModel, table=True):
     name: str = Field(max_length=120)
     active: bool = True
     created_at: datetime = ts_column(nullable=False, default_now=True)
+    # Feasibility mode when a query names this unit and no mode: "radius" or "poles".
+    feasibility_mode: str = Field(
+        default="radius", max_length=8, sa_column_kwargs={"server_default": "radius"}
+    )
 
 
 class UnitProject(SQLModel, table=True):

@@ -30,6 +30,7 @@ from domain.feasibility.loader import load_index
 from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
 from domain.feasibility.service import active_units
 from domain.network_cache.store import current_generation
+from domain.units import feasibility_modes
 
 log = logging.getLogger("erp_ozmap.feasibility")
 
@@ -58,6 +59,7 @@ class FeasibilityIndexService:
         # Active unit code → its OZmap projects, re-read at every poll: a point query with a
         # unit then needs no database round trip (an unknown code is still looked up).
         self.units: dict[str, tuple[str, ...]] = {}
+        self.unit_modes: dict[str, str] = {}  # active unit code → its default mode
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._check_lock = threading.Lock()
@@ -137,6 +139,7 @@ class FeasibilityIndexService:
     def refresh_units(self) -> None:
         with Session(self.engine) as session:
             self.units = active_units(session)
+            self.unit_modes = feasibility_modes(session)
 
     def _check(self) -> None:
         try:

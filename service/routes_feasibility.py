@@ -86,8 +86,13 @@ async def _plan(
     if params.get("customer_id") is None and (
         unit is None or not unit.strip() or unit.strip().upper() in service.units
     ):
-        return fs.plan_query(session, policy, units=service.units, **params)
-    return await run_in_threadpool(fs.plan_query, session, policy, units=service.units, **params)
+        return fs.plan_query(
+            session, policy, units=service.units, unit_modes=service.unit_modes, **params
+        )
+    return await run_in_threadpool(
+        fs.plan_query, session, policy, units=service.units, unit_modes=service.unit_modes,
+        **params,
+    )  # fmt: skip
 
 
 def _json(body: dict[str, Any]) -> Response:

@@ -259,6 +259,12 @@ def unit_projects(session: Session, unit: str) -> tuple[str, tuple[str, ...]]:
     return code, tuple(sorted(projects))
 
 
+def unit_default_mode(session: Session, code: str) -> str | None:
+    """The unit's own default feasibility mode (None: unknown unit)."""
+    mode = session.exec(select(Unit.feasibility_mode).where(Unit.code == code)).first()
+    return mode if mode in MODES else None
+
+
 def customer_place(session: Session, customer_id: int) -> CustomerPlace:
     """The customer's registered, geocoded address, or a 'register the address first' error."""
     customer = session.get(Customer, customer_id)
@@ -303,12 +309,15 @@ def plan_query(
     units: Mapping[str, tuple[str, ...]] | None = None,
     mode: object | None = None,
     default_mode: str = "radius",
+    unit_modes: Mapping[str, str] | None = None,
 ) -> FeasibilityQuery:
     """Validate a point query (`lat`/`lng`) or a customer query (`customer_id`).
 
     `units` (active unit code → its OZmap projects, e.g. a service's recent copy) answers the
     unit without the database; a code not in it is looked up (and refused if unknown).
     A point query with a known unit (or none) then touches no database at all.
+    Without `mode`, a named unit's own default mode applies (`unit_modes`, else the database),
+    then `default_mode`.
     """
     place = None
     if customer_id is not None:
@@ -326,6 +335,9 @@ def plan_query(
             code, projects = unit.strip().upper(), known
         else:
             code, projects = unit_projects(session, unit)
+        if mode is None or mode == "":
+            unit_mode = (unit_modes or {}).get(code) or unit_default_mode(session, code)
+            how = unit_mode or default_mode
     return FeasibilityQuery(
         lat=lat_f,
         lng=lng_f,
