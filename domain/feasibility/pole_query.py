@@ -84,6 +84,17 @@ class PoleHit:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteLine:
+    """A box's drop drawn on the map: box → its poles → customer, and whether it is viable."""
+
+    box_id: str
+    points: list[tuple[float, float]]  # (lat, lng) from the box to the customer
+    pole_points: list[tuple[float, float]]  # the poles used, in the same order
+    route_m: float
+    viable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PoleAnswer:
     """The boxes along the poles, or why there are none (`no_pole_within_m`)."""
 
@@ -147,6 +158,15 @@ class PoleNetwork:
                 for i, (hit, length) in enumerate(zip(hits, route.tolist(), strict=True))
             ]
         )
+
+    def route_lines(self, lat: float, lng: float, hits: Sequence[PoleHit]) -> list[RouteLine]:
+        """The drawable route of each hit (customer at `lat`, `lng`)."""
+        lines = []
+        for h in hits:
+            poles = self.graph.coords(h.drop_poles)
+            points = [(h.hit.lat, h.hit.lng), *poles, (lat, lng)]
+            lines.append(RouteLine(h.hit.box_id, points, poles, h.route_m, h.viable))
+        return lines
 
     def route_to_box(self, lat: float, lng: float, box_id: str, bound_m: float) -> PoleHit | None:
         """The shortest drop from the point to one box (None: not reachable within bound)."""

@@ -31,7 +31,7 @@ from scipy.spatial import cKDTree  # type: ignore[import-untyped]
 
 from domain.errors import InvalidInput
 from domain.feasibility.columns import StringColumn
-from domain.feasibility.geodesy import ecef_point, geodesic_from_diff
+from domain.feasibility.geodesy import ecef_point, geodesic_from_diff, geodetic_on_surface
 from domain.geo import in_brazil, to_ecef
 
 DEFAULT_MAX_SPAN_M: Final = 80.0
@@ -238,6 +238,14 @@ class PoleGraph:
             dtype=np.intp,
             count=len(pole_ids),
         )
+
+    def coords(self, pole_ids: Sequence[str]) -> list[tuple[float, float]]:
+        """(lat, lng) of usable poles by id (KeyError for another id)."""
+        if not pole_ids:
+            return []
+        rows = np.asarray([self._row_of[p] for p in pole_ids], dtype=np.intp)
+        lats, lngs = geodetic_on_surface(self._xyz[rows])
+        return list(zip(lats, lngs, strict=True))
 
     def are_adjacent(self, a: int, b: int) -> bool:
         row = self._indices[self._indptr[a] : self._indptr[a + 1]]
