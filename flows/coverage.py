@@ -5,8 +5,8 @@ latitude/longitude columns or a GeoPackage of points, on the machine that runs t
 ``radius`` (metres; default and maximum from the settings), ``unit`` (only that unit's OZmap
 projects; empty = every box in the cache) and ``output_dir`` (where
 ``<input>-coverage.gpkg`` and ``<input>-coverage.csv`` go) and ``mode`` (``poles`` adds the
-route along the poles to the nearest sellable box: ``nearest_route_*`` columns). Uses the network cache as the last
-refresh left it. Artifact: ``coverage-report-summary`` (markdown).
+route along the poles to the nearest sellable box: ``nearest_route_*`` columns). Uses the
+network cache as the last refresh left it. Artifact: ``coverage-report-summary`` (markdown).
 """
 
 from __future__ import annotations
