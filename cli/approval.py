@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import cast
 
 import typer
 from rich.table import Table
 from sqlmodel import Session
 
 from actions.after_commit import after_commit
-from cli.common import console, fail, friendly_errors, print_json
+from cli.common import console, fail, friendly_errors, print_json, record_id, text
 from cli.reservations import acting
 from config import get_settings
 from domain import approval
@@ -33,7 +34,10 @@ app = typer.Typer(
 )
 
 DEPLOYMENT = "contract-approval/contract-approval"
-AS_USER = typer.Option(None, "--as", help="act as this user (default: the local CLI admin)")
+AS_USER = typer.Option(
+    None, "--as", help="act as this user (default: the local CLI admin)", callback=text("--as")
+)
+CONTRACT_ID = typer.Argument(..., help="contract id", callback=record_id("contract"))
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
@@ -61,10 +65,12 @@ def run(
     """Approve the contracts that meet the billing trigger (and activate their ports)."""
     moment = _parse_time(as_of, "--as-of")
     if deployment:
+        from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
 
         params = {"dry_run": dry_run, "limit": limit, "as_of": moment}
-        flow_run = run_deployment(DEPLOYMENT, parameters=params, timeout=0)
+        # Called outside an event loop, Prefect's async_dispatch returns the FlowRun itself.
+        flow_run = cast(FlowRun, run_deployment(DEPLOYMENT, parameters=params, timeout=0))
         console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {DEPLOYMENT}")
         return
     steps = approval.LocalSteps(
@@ -92,7 +98,7 @@ _ATTENTION = (approval.ContractOutcome.SKIPPED, approval.ContractOutcome.FAILED)
 
 @app.command("approve")
 @friendly_errors
-def approve(contract_id: int, as_user: str | None = AS_USER) -> None:
+def approve(contract_id: int = CONTRACT_ID, as_user: str | None = AS_USER) -> None:
     """Approve one contract now, whatever the trigger (billing's manual approval)."""
     with acting(as_user) as (session, actor):
         view = approval.approve_contract(
@@ -108,7 +114,7 @@ def approve(contract_id: int, as_user: str | None = AS_USER) -> None:
 @app.command("authenticate")
 @friendly_errors
 def authenticate(
-    contract_id: int,
+    contract_id: int = CONTRACT_ID,
     at: str | None = typer.Option(None, "--at", help="when (local time, ISO); default now"),
     as_user: str | None = AS_USER,
 ) -> None:

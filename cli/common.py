@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from sqlmodel import Session
 
+from domain import inputs
 from domain.errors import DomainError
 from domain.users import Principal, cli_admin
 from models.db import session_scope
@@ -26,7 +27,7 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -45,6 +46,38 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"{field}: {first['msg']}") from None
 
     return wrapper
+
+
+def record_id(entity: str) -> Callable[[int | None], int | None]:
+    """Typer callback of an id argument: one no record can have is reported as missing (like
+    the API's 404), before any database sees it."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and not inputs.id_in_range(value):
+            raise fail(f"{entity} {value} does not exist")
+        return value
+
+    return check
+
+
+def text(option: str, *, multiline: bool = False) -> Callable[[str | None], str | None]:
+    """Typer callback of a text option: control characters are refused, naming the option."""
+    allowed = inputs.TEXT_ALLOWED if multiline else frozenset()
+
+    def check(value: str | None) -> str | None:
+        found = inputs.control_character(value, allowed=allowed) if value is not None else None
+        if found is not None:
+            raise fail(f"{option}: {inputs.control_character_message(found)}")
+        return value
+
+    return check
+
+
+def offset(value: int) -> int:
+    """Typer callback of an --offset option."""
+    if not 0 <= value <= inputs.OFFSET_MAX:
+        raise fail(f"--offset: must be between 0 and {inputs.OFFSET_MAX} (got {value})")
+    return value
 
 
 @contextmanager

@@ -26,7 +26,15 @@ from rich.progress import (
 from rich.table import Table
 from sqlmodel import Session
 
-from cli.common import console, err_console, fail, friendly_errors, print_json
+from cli.common import (
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    print_json,
+    record_id,
+    text,
+)
 from config import get_settings
 from domain.feasibility import service as fs
 from domain.feasibility.coverage import coverage_report
@@ -120,9 +128,15 @@ def feasibility(
     radius: float | None = typer.Option(
         None, "--radius", "-r", help="metres; default and maximum from the settings"
     ),
-    unit: str | None = typer.Option(None, "--unit", "-u", help="unit code (Local)"),
+    unit: str | None = typer.Option(
+        None, "--unit", "-u", help="unit code (Local)", callback=text("--unit")
+    ),
     customer: int | None = typer.Option(
-        None, "--customer", "-c", help="ERP customer id: use the registered address"
+        None,
+        "--customer",
+        "-c",
+        help="ERP customer id: use the registered address",
+        callback=record_id("customer"),
     ),
     only_available: bool = typer.Option(
         False, "--only-available", help="leave out boxes without a free port"

@@ -7,9 +7,11 @@ from sqlmodel import func, select
 
 from cli import (
     approval,
+    customers,
     database,
     feasibility,
     ops,
+    outbox,
     reconcile,
     reservations,
     service,
@@ -28,10 +30,12 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(users.units_app, name="units")
+app.add_typer(customers.app, name="customers")
 app.add_typer(reservations.app, name="reservations")
 app.add_typer(reservations.requests_app, name="requests")
 app.add_typer(settings.app, name="settings")
 app.add_typer(approval.app, name="approval")
+app.add_typer(outbox.app, name="outbox")
 app.command("api")(service.api)
 app.command("simulator")(simulator.simulator)
 app.command("demo")(ops.demo)

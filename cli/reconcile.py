@@ -14,11 +14,13 @@ the sync engine (scheduled, or `erp-ozmap` sync commands) delivers them.
 
 from __future__ import annotations
 
+from typing import cast
+
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import console, err_console, fail, friendly_errors, print_json
+from cli.common import console, err_console, fail, friendly_errors, print_json, record_id
 from domain.reconciliation.pipeline import run_reconciliation
 from domain.reconciliation.report import as_json, one_line, table_rows
 from domain.reconciliation.runs import discrepancies, get_run
@@ -48,7 +50,12 @@ def reconcile(
     deployment: bool = typer.Option(
         False, "--deployment", help=f"start the Prefect deployment {DEPLOYMENT} instead"
     ),
-    show: int | None = typer.Option(None, "--show", help="print stored run N, run nothing"),
+    show: int | None = typer.Option(
+        None,
+        "--show",
+        help="print stored run N, run nothing",
+        callback=record_id("reconciliation run"),
+    ),
     rows: int = typer.Option(30, "--rows", min=0, help="discrepancies to list (not with --json)"),
 ) -> None:
     """Reconcile the ERP's port reservations with OZmap (report or repair)."""
@@ -83,11 +90,13 @@ def reconcile(
 def _start_deployment(
     mode: ReconciliationMode, units: list[str] | None, projects: list[str] | None
 ) -> None:
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     params = {"mode": mode.value, "units": units or None, "projects": projects or None}
     try:
-        flow_run = run_deployment(DEPLOYMENT, parameters=params, timeout=0)
+        # Called outside an event loop, Prefect's async_dispatch returns the FlowRun itself.
+        flow_run = cast(FlowRun, run_deployment(DEPLOYMENT, parameters=params, timeout=0))
     except Exception as exc:  # no API, no deployment, bad parameters: say which
         raise fail(
             f"could not start {DEPLOYMENT}: {type(exc).__name__}: {exc}. Is PREFECT_API_URL "

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from actions import events
 from actions.after_commit import after_commit
-from cli.common import console, friendly_errors, print_json
+from cli.common import console, friendly_errors, offset, print_json, record_id, text
 from config import get_settings
 from domain import cable_types, reservations, service_requests
 from domain.errors import NotFound
@@ -32,11 +32,14 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 requests_app = typer.Typer(
-    help="Service requests ('Solicitações'): list, take, start, close, finish.",
+    help="Service requests ('Solicitações'): list, take, start, close, finish, assign, release.",
     no_args_is_help=True,
 )
 
-AS_USER = typer.Option(None, "--as", help="act as this user (default: the local CLI admin)")
+AS_USER = typer.Option(
+    None, "--as", help="act as this user (default: the local CLI admin)", callback=text("--as")
+)
+RESERVATION_ID = typer.Argument(..., help="reservation id", callback=record_id("reservation"))
 
 
 @contextmanager
@@ -63,9 +66,11 @@ def _after_reservation_action(reservation_id: int, action: str, actor: str) -> N
 @app.command("reserve")
 @friendly_errors
 def reserve_cmd(
-    contract_id: int = typer.Argument(..., help="contract id"),
-    box: str = typer.Option(..., "--box", help="OZmap box (CTO) id"),
-    splitter: str | None = typer.Option(None, "--splitter", help="customer-facing splitter id"),
+    contract_id: int = typer.Argument(..., help="contract id", callback=record_id("contract")),
+    box: str = typer.Option(..., "--box", help="OZmap box (CTO) id", callback=text("--box")),
+    splitter: str | None = typer.Option(
+        None, "--splitter", help="customer-facing splitter id", callback=text("--splitter")
+    ),
     port: int | None = typer.Option(None, "--port", min=1, help="1-based port number"),
     as_user: str | None = AS_USER,
 ) -> None:
@@ -82,7 +87,7 @@ def reserve_cmd(
 
 @app.command("show")
 @friendly_errors
-def show_cmd(reservation_id: int) -> None:
+def show_cmd(reservation_id: int = RESERVATION_ID) -> None:
     """Show a reservation with its sync state and outbox rows."""
     with session_scope() as session:
         view = reservations.get_reservation(session, reservation_id)
@@ -92,8 +97,10 @@ def show_cmd(reservation_id: int) -> None:
 @app.command("activate")
 @friendly_errors
 def activate_cmd(
-    reservation_id: int,
-    cable: str = typer.Option(..., "--cable", help="drop cable type id or code (cable-types)"),
+    reservation_id: int = RESERVATION_ID,
+    cable: str = typer.Option(
+        ..., "--cable", help="drop cable type id or code (cable-types)", callback=text("--cable")
+    ),
     as_user: str | None = AS_USER,
 ) -> None:
     """Activate a reserved port ('Ativar reserva da porta') with a drop cable type."""
@@ -114,8 +121,10 @@ def activate_cmd(
 @app.command("cancel")
 @friendly_errors
 def cancel_cmd(
-    reservation_id: int,
-    reason: str = typer.Option(..., "--reason", help="why (required)"),
+    reservation_id: int = RESERVATION_ID,
+    reason: str = typer.Option(
+        ..., "--reason", help="why (required)", callback=text("--reason", multiline=True)
+    ),
     scope: CancelScope = typer.Option(
         CancelScope.ERP_AND_OZMAP,
         "--scope",
@@ -132,7 +141,7 @@ def cancel_cmd(
 
 @app.command("extend")
 @friendly_errors
-def extend_cmd(reservation_id: int, as_user: str | None = AS_USER) -> None:
+def extend_cmd(reservation_id: int = RESERVATION_ID, as_user: str | None = AS_USER) -> None:
     """Give a reserved port a new expiry of now + TTL (at most 2 times)."""
     with acting(as_user) as (session, actor):
         reservations.extend(session, reservation_id, actor=actor)
@@ -189,12 +198,17 @@ def cable_types_cmd() -> None:
 @friendly_errors
 def list_requests_cmd(
     status: ServiceRequestStatus | None = typer.Option(None, "--status"),
-    unit: str | None = typer.Option(None, "--unit", help="company unit ('Local') code"),
+    unit: str | None = typer.Option(
+        None, "--unit", help="company unit ('Local') code", callback=text("--unit")
+    ),
     assignee: str | None = typer.Option(
-        None, "--assignee", help=f"username, or '{service_requests.UNASSIGNED}' for nobody"
+        None,
+        "--assignee",
+        help=f"username, or '{service_requests.UNASSIGNED}' for nobody",
+        callback=text("--assignee"),
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=service_requests.MAX_LIMIT),
-    offset: int = typer.Option(0, "--offset", min=0),
+    offset: int = typer.Option(0, "--offset", callback=offset),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """List service requests ('Solicitações - Listagem')."""
@@ -218,7 +232,12 @@ def list_requests_cmd(
 def _request_command(name: str, fn: object, doc: str) -> None:
     @requests_app.command(name, help=doc)
     @friendly_errors
-    def command(request_id: int, as_user: str | None = AS_USER) -> None:
+    def command(
+        request_id: int = typer.Argument(
+            ..., help="service request id", callback=record_id("service request")
+        ),
+        as_user: str | None = AS_USER,
+    ) -> None:
         with acting(as_user) as (session, actor):
             view = fn(session, request_id, actor=actor)  # type: ignore[operator]
         events.service_request_changed(
@@ -235,3 +254,18 @@ _request_command("take", service_requests.take, "Take ownership ('apropriar-se')
 _request_command("start", service_requests.start, "Start work (in progress).")
 _request_command("close", service_requests.close, "Close ('Fechada').")
 _request_command("finish", service_requests.finish, "Finish ('Encerrada').")
+_request_command("release", service_requests.release, "Release to nobody (owner or admin).")
+
+
+@requests_app.command("assign")
+@friendly_errors
+def assign_request_cmd(request_id: int, username: str, as_user: str | None = AS_USER) -> None:
+    """Hand the request over to technician USERNAME (its owner or an admin)."""
+    with acting(as_user) as (session, actor):
+        view = service_requests.assign(session, request_id, username, actor=actor)
+    events.service_request_changed(
+        view.id, action="assign", actor=actor.username, contract_id=view.contract_id,
+        status=view.status, assignee=view.assignee,
+    )  # fmt: skip
+    events.flush()
+    console.print(f"service request {view.id}: {view.status}, owner {view.assignee}")

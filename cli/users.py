@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from cli.common import admin_session, console, fail, friendly_errors
+from cli.common import admin_session, console, friendly_errors
 from domain import units as unit_ops
 from domain import users as user_ops
 
@@ -106,19 +106,40 @@ def create_unit(
     console.print(f"unit [bold]{unit.code}[/] created with {len(project)} OZmap project(s)")
 
 
+@units_app.command("list")
+@friendly_errors
+def list_units_cmd() -> None:
+    """List units, their OZmap projects and the ports each box keeps free."""
+    with admin_session() as (session, _):
+        table = Table("code", "name", "active", "keep free ports", "OZmap projects")
+        for u, projects in unit_ops.list_units(session):
+            table.add_row(
+                u.code, u.name, "yes" if u.active else "no", str(u.keep_free_ports),
+                ", ".join(projects) or "(any)",
+            )  # fmt: skip
+    console.print(table)
+
+
 @units_app.command("update")
 @friendly_errors
-def update_unit(
+def update_unit_cmd(
     code: str,
+    keep_free_ports: int | None = typer.Option(
+        None,
+        "--keep-free-ports",
+        help=f"ports each box keeps free, 0..{unit_ops.MAX_KEEP_FREE_PORTS}",
+    ),
     feasibility_mode: str | None = typer.Option(
         None, "--feasibility-mode", help="default feasibility mode of the unit: radius or poles"
     ),
 ) -> None:
-    """Change a unit's settings (only the options given)."""
-    if feasibility_mode is None:
-        raise fail("give at least one setting to change, e.g. --feasibility-mode poles")
+    """Change a unit's settings (audited)."""
     with admin_session() as (session, admin):
-        unit = unit_ops.set_feasibility_mode(
-            session, code=code, mode=feasibility_mode, actor=admin.username
-        )
-        console.print(f"unit [bold]{unit.code}[/]: feasibility mode {unit.feasibility_mode}")
+        unit = unit_ops.update_unit(
+            session, code, keep_free_ports=keep_free_ports, feasibility_mode=feasibility_mode,
+            actor=admin.username,
+        )  # fmt: skip
+    console.print(
+        f"unit [bold]{unit.code}[/]: keeps {unit.keep_free_ports} port(s) free per box, "
+        f"feasibility mode {unit.feasibility_mode}"
+    )

@@ -1,7 +1,8 @@
 """Settings of the integration, read from environment variables and a `.env` file.
 
 The names `DATABASE_URL`, `OZMAP_URL`, `OZMAP_API_KEY`, the feasibility radii and the timezone are
-the public contract; every other setting is prefixed `ERP_OZMAP_`-free but documented in README.
+the public contract. Every other setting is read without a prefix too (`API_PORT`,
+`OUTBOX_MAX_ATTEMPTS`, ...) and is listed in the README.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     ozmap_password: SecretStr | None = None
     ozmap_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     ozmap_push_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    # Total time the seller path's live port check may take, retries included.
+    ozmap_interactive_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
     feasibility_default_radius_m: float = Field(default=150.0, gt=0)
     feasibility_max_radius_m: float = Field(default=3000.0, gt=0)

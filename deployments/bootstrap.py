@@ -1,12 +1,15 @@
 """Prepare a Prefect server for erp-ozmap; safe to run any number of times (idempotent).
 
 `erp-ozmap bootstrap` does, in order:
-1. the process work pool `erp-ozmap-process` (workers: `prefect worker start --pool ...`);
+1. the process work pool `erp-ozmap-process` (workers: `prefect worker start --pool ...`),
+   only when deploying: `serve` (and the demo) runs flows without a pool, and a pool without a
+   worker shows red on the dashboard;
 2. the global concurrency limits the flows take strictly (`reconciliation` = 1);
 3. `prefect deploy --all` from prefect.yaml (skipped with `--no-deploy`, e.g. under `serve`),
    which also creates the sync deployment's trigger on `erp.reservation.changed` events;
-4. the automations: zombie runs → Crashed (Prefect docs "detect zombie flows"), and
-   Failed/Crashed runs of our flows → the `failed-run-alert` deployment.
+4. the automation: Failed/Crashed runs of our flows → the `failed-run-alert` deployment (zombie
+   runs are found by the `zombie-sweep` deployment; the heartbeat automation of earlier
+   versions, which also fired on completed runs, is removed).
 Existing objects are updated in place, never duplicated.
 """
 
@@ -21,7 +24,6 @@ from typing import Any
 
 from deployments.registry import (
     GLOBAL_CONCURRENCY_LIMITS,
-    HEARTBEAT_SECONDS,
     OPS_TAG,
     PROJECT_TAG,
     ROOT,
@@ -32,8 +34,6 @@ from deployments.registry import (
 ZOMBIE_AUTOMATION = "erp-ozmap: crash zombie flow runs"
 FAILED_RUN_AUTOMATION = "erp-ozmap: alert on failed runs"
 ALERT_DEPLOYMENT = "failed-run-alert"
-# Five missed heartbeats (of 60 s; also safe with Prefect's default of 180 s) = a zombie.
-ZOMBIE_AFTER = timedelta(seconds=5 * HEARTBEAT_SECONDS)
 
 Echo = Callable[[str], None]
 
@@ -42,46 +42,12 @@ class BootstrapError(RuntimeError):
     """The Prefect server could not be prepared; the message says what to do."""
 
 
-def zombie_automation() -> Any:
-    """A Running run that stopped sending heartbeats (machine died) is marked Crashed."""
-    from prefect.client.schemas.objects import StateType
-    from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-    from prefect.events.schemas.events import ResourceSpecification
-
-    return AutomationCore(
-        name=ZOMBIE_AUTOMATION,
-        description=(
-            "Marks a flow run Crashed when it sends no heartbeat for "
-            f"{int(ZOMBIE_AFTER.total_seconds())} s (its machine or process died). "
-            "Workers must run with PREFECT_FLOWS_HEARTBEAT_FREQUENCY set (prefect.yaml does)."
-        ),
-        tags=[PROJECT_TAG],
-        trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
-            expect={
-                "prefect.flow-run.heartbeat",
-                "prefect.flow-run.Completed",
-                "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled",
-                "prefect.flow-run.Crashed",
-            },
-            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=ZOMBIE_AFTER,
-        ),
-        actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED,
-                message=(
-                    f"No heartbeat for {int(ZOMBIE_AFTER.total_seconds())} s: the machine or "
-                    "process running this flow run died (zombie run)."
-                ),
-            )
-        ],
-    )
+async def remove_zombie_automation(client: Any, echo: Echo) -> None:
+    """Delete the heartbeat automation earlier versions created: it fired on runs that had
+    already completed; the `zombie-sweep` deployment (flows/zombies.py) replaces it."""
+    for old in await client.read_automations_by_name(ZOMBIE_AUTOMATION):
+        await client.delete_automation(old.id)
+        echo(f"automation {ZOMBIE_AUTOMATION!r}: removed (replaced by the zombie-sweep deployment)")
 
 
 def failed_run_automation(alert_deployment_id: Any) -> Any:
@@ -115,6 +81,7 @@ def failed_run_automation(alert_deployment_id: Any) -> Any:
             RunDeployment(
                 source="selected",
                 deployment_id=alert_deployment_id,
+                job_variables=None,
                 # The event's resource is "prefect.flow-run.<id>" (the flow accepts that form);
                 # `{{ flow_run.id }}` fails to render in RunDeployment parameters on 3.9.
                 parameters={"flow_run_id": "{{ event.resource.id }}"},
@@ -237,11 +204,12 @@ async def bootstrap_async(
             await client.api_healthcheck()
         except Exception as exc:  # unreachable server: say where we looked
             raise BootstrapError(f"Prefect API at {api_url} is not reachable: {exc}") from None
-        await ensure_work_pool(client, echo)
+        if deploy:
+            await ensure_work_pool(client, echo)
         await ensure_concurrency_limits(client, echo)
         if deploy:
             deploy_all(api_url, echo, names)
-        await ensure_automation(client, zombie_automation(), echo)
+        await remove_zombie_automation(client, echo)
         await ensure_automation(
             client, failed_run_automation(await alert_deployment_id(client)), echo
         )

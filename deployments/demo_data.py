@@ -30,7 +30,7 @@ from models import (
     ServiceRequestStatus,
     UserRole,
 )
-from models.base import utcnow
+from models.base import pk, utcnow
 from ozmap.client import OZmapClient
 from ozmap.models import BoxSnapshot, PortState
 
@@ -48,6 +48,10 @@ USERS: tuple[tuple[str, UserRole, str], ...] = (
     ("diego", UserRole.BILLING, "Diego Costa (faturamento)"),
     ("eva", UserRole.ADMIN, "Eva Martins (admin)"),
 )
+
+# The welcome's feasibility examples ask within this radius (the customer is 15-120 m away
+# from a box with free ports).
+EXAMPLE_RADIUS_M = 200
 
 # What happens to each sale, in turn (the activation request's stage and the port's fate).
 SCENARIOS: tuple[str, ...] = (
@@ -114,6 +118,7 @@ class SeedResult:
     example_contract_id: int | None = None  # a sale still without a port: reserve one
     example_box_id: str | None = None  # a box with free ports near that customer
     expiring_reservation_id: int | None = None  # inside its warning window: the warning shows
+    example_unit: str | None = None  # that customer's unit ("Local")
 
 
 def cpf(rng: random.Random) -> str:
@@ -279,11 +284,13 @@ def _seed_customer(
             SaleIn(customer_id=customer.id, unit=unit, plan=rng.choice(("500 Mega", "1 Giga"))),
             actor=_principal(session, "ana"),
         )
-    if result.example_customer_id is None:
-        result.example_customer_id = customer.id
-        result.example_lat_lng = (round(lat, 6), round(lng, 6))
     if scenario == "sale-only":
+        # The welcome's examples: a customer whose box keeps its free ports (nothing is
+        # reserved on it), so feasibility answers "Viable" and the reservation succeeds.
         if result.example_contract_id is None:
+            result.example_customer_id = customer.id
+            result.example_lat_lng = (round(lat, 6), round(lng, 6))
+            result.example_unit = unit
             result.example_contract_id, result.example_box_id = sale.contract_id, box.box.id
         return
     free = next(
@@ -302,7 +309,7 @@ def _seed_customer(
             actor=_principal(session, "ana"),
             ozmap=ozmap,
         )
-        reservation_id = reservation.id
+        reservation_id = pk(reservation)
     tech = "bruno" if rng.random() < 0.5 else "carla"
     stage = {
         "reserved-open": [],
@@ -315,7 +322,7 @@ def _seed_customer(
     }[scenario]
     if scenario == "reserved-open" and result.expiring_reservation_id is None:
         with session_factory() as session:
-            _about_to_expire(session, reservation_id)  # type: ignore[arg-type]
+            _about_to_expire(session, reservation_id)
         result.expiring_reservation_id = reservation_id
     for step in stage:
         if step == "push":

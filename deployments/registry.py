@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from domain import events
 
@@ -36,9 +36,13 @@ RESERVATION_CHANGED_EVENT = events.RESERVATION_CHANGED
 # exist before any run (a missing limit is an error under strict, skipped silently without).
 GLOBAL_CONCURRENCY_LIMITS: dict[str, int] = {"reconciliation": 1}
 
-# Flow-run heartbeats drive the zombie-run automation (see deployments/bootstrap.py).
+# Flow-run heartbeats let the zombie sweep (flows/zombies.py) find runs whose process died.
 HEARTBEAT_SECONDS = 60
 RUN_ENV: dict[str, str] = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
+
+# Prefect's logging config with operator times (deployments/log_format.py), for `serve` and
+# the demo: PREFECT_LOGGING_CONFIG_PATH.
+LOGGING_CONFIG = Path(__file__).with_name("logging.yml")
 
 Collision = Literal["ENQUEUE", "CANCEL_NEW"]
 
@@ -160,14 +164,18 @@ class DeploymentSpec:
         self, *, schedules: bool = True, triggers: bool = True
     ) -> RunnerDeployment:
         """The deployment for `serve()` (embedded default); the same content as prefect.yaml."""
-        return self.load_flow().to_deployment(
-            name=self.name,
-            description=self.description,
-            parameters=dict(self.parameters),
-            schedules=[c.to_schedule() for c in self.schedules] if schedules else None,
-            tags=list(self.tags),
-            concurrency_limit=self.concurrency.to_config() if self.concurrency else None,
-            triggers=[t.to_trigger() for t in self.triggers] if triggers else None,
+        # Called outside an event loop, Prefect's async_dispatch returns the deployment itself.
+        return cast(
+            "RunnerDeployment",
+            self.load_flow().to_deployment(
+                name=self.name,
+                description=self.description,
+                parameters=dict(self.parameters),
+                schedules=[c.to_schedule() for c in self.schedules] if schedules else None,
+                tags=list(self.tags),
+                concurrency_limit=self.concurrency.to_config() if self.concurrency else None,
+                triggers=[t.to_trigger() for t in self.triggers] if triggers else None,
+            ),
         )
 
     def to_yaml(self) -> dict[str, Any]:
@@ -305,6 +313,18 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         tags=(PROJECT_TAG, "coverage"),
         concurrency=Concurrency(1, "ENQUEUE"),
         asks_for=("input_path",),
+    ),
+    DeploymentSpec(
+        name="zombie-sweep",
+        entrypoint="flows/zombies.py:crash_zombie_runs",
+        description=(
+            "Every 2 minutes: mark Crashed the Running flow runs whose heartbeats stopped for "
+            "5 minutes (their machine or process died); runs that finished are never touched."
+        ),
+        parameters={"silence_seconds": 300},
+        schedules=(Cron("*/2 * * * *"),),
+        tags=(OPS_TAG,),
+        concurrency=Concurrency(1, "CANCEL_NEW"),
     ),
     DeploymentSpec(
         name="failed-run-alert",

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from deployments.registry import DEPLOYMENTS, RUN_ENV, DeploymentSpec
+from deployments.registry import DEPLOYMENTS, LOGGING_CONFIG, RUN_ENV, DeploymentSpec
 
 Echo = Callable[[str], None]
 
@@ -34,8 +34,10 @@ def serve_all(
     echo: Echo = print,
 ) -> None:
     """Register, prepare and serve; blocks until SIGINT/SIGTERM."""
-    for key, value in RUN_ENV.items():  # heartbeats for the zombie-run automation
+    for key, value in RUN_ENV.items():  # heartbeats for the zombie sweep
         os.environ.setdefault(key, value)
+    # Operator times in the console logs of this process's flow runs (deployments/logging.yml).
+    os.environ.setdefault("PREFECT_LOGGING_CONFIG_PATH", str(LOGGING_CONFIG))
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain import audit
 from domain.documents import digits, normalise_document
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.geo import validate_point
-from models import Address, Customer, CustomerPhone
+from domain.inputs import Line
+from domain.users import Principal
+from models import Address, Customer, CustomerPhone, UserRole
+from models.base import pk
 
 UF = {
     "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA", "PB",
@@ -24,13 +27,13 @@ UF = {
 class AddressIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    street: str = Field(min_length=1, max_length=160)
-    number: str = Field(min_length=1, max_length=20)
-    complement: str | None = Field(default=None, max_length=80)
-    neighbourhood: str = Field(min_length=1, max_length=80)
-    city: str = Field(min_length=1, max_length=80)
-    state: str = Field(min_length=2, max_length=2, description="UF, e.g. SP")
-    postal_code: str = Field(description="CEP, 8 digits")
+    street: Line = Field(min_length=1, max_length=160)
+    number: Line = Field(min_length=1, max_length=20)
+    complement: Line | None = Field(default=None, max_length=80)
+    neighbourhood: Line = Field(min_length=1, max_length=80)
+    city: Line = Field(min_length=1, max_length=80)
+    state: Line = Field(min_length=2, max_length=2, description="UF, e.g. SP")
+    postal_code: Line = Field(description="CEP, 8 digits")
     latitude: float | None = None
     longitude: float | None = None
 
@@ -54,10 +57,10 @@ class AddressIn(BaseModel):
 class CustomerIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    name: str = Field(min_length=2, max_length=160)
-    document: str = Field(description="CPF (11 digits) or CNPJ (14 digits)")
+    name: Line = Field(min_length=2, max_length=160)
+    document: Line = Field(description="CPF (11 digits) or CNPJ (14 digits)")
     email: EmailStr | None = None
-    phones: list[str] = Field(default_factory=list, max_length=5)
+    phones: list[Line] = Field(default_factory=list, max_length=5)
     address: AddressIn | None = None
 
     @field_validator("phones")
@@ -105,18 +108,11 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
             hint="search for the customer instead of registering again",
         )
     address = data.address
-    lat = lng = None
-    if address and (address.latitude is not None or address.longitude is not None):
-        if address.latitude is None or address.longitude is None:
-            raise InvalidInput(
-                "give both latitude and longitude, or neither", field="address.latitude"
-            )
-        lat, lng = validate_point(
-            address.latitude,
-            address.longitude,
-            lat_field="address.latitude",
-            lng_field="address.longitude",
-        )
+    lat, lng = (
+        coordinates(address, lat_field="address.latitude", lng_field="address.longitude")
+        if address
+        else (None, None)
+    )
     customer = Customer(name=data.name, document=document, document_kind=kind, email=data.email)
     session.add(customer)
     try:
@@ -125,12 +121,13 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
         raise Conflict(
             f"a customer with document {data.document} is already registered", field="document"
         ) from exc
+    customer_id = pk(customer)
     for number in dict.fromkeys(data.phones):
-        session.add(CustomerPhone(customer_id=customer.id, number=number))
+        session.add(CustomerPhone(customer_id=customer_id, number=number))
     if address:
         session.add(
             Address(
-                customer_id=customer.id,
+                customer_id=customer_id,
                 **address.model_dump(exclude={"latitude", "longitude"}),
                 latitude=lat,
                 longitude=lng,
@@ -143,10 +140,73 @@ def register_customer(session: Session, data: CustomerIn, *, actor: str) -> Cust
         actor=actor,
         action="customer.register",
         entity="customer",
-        entity_id=customer.id,
+        entity_id=customer_id,
         after=audit.snapshot(customer),
     )
-    return get_customer(session, customer.id)  # type: ignore[arg-type]
+    return get_customer(session, customer_id)
+
+
+def coordinates(
+    address: AddressIn, *, lat_field: str = "latitude", lng_field: str = "longitude"
+) -> tuple[float, float] | tuple[None, None]:
+    """The address's point, checked (range, NaN, swapped, outside Brazil), or no point at all.
+
+    The one rule for a customer's coordinates, at registration and at an address change; the
+    fields name what the caller's user typed (body fields, or the CLI's --lat/--lng).
+    """
+    if address.latitude is None and address.longitude is None:
+        return None, None
+    if address.latitude is None or address.longitude is None:
+        raise InvalidInput(f"give both {lat_field} and {lng_field}, or neither", field=lat_field)
+    return validate_point(
+        address.latitude, address.longitude, lat_field=lat_field, lng_field=lng_field
+    )
+
+
+def update_address(
+    session: Session,
+    customer_id: int,
+    data: AddressIn,
+    *,
+    actor: Principal,
+    lat_field: str = "latitude",
+    lng_field: str = "longitude",
+) -> CustomerView:
+    """Replace the customer's installation address (the one feasibility uses), audited with
+    before and after, in the caller's transaction; nothing changes on error. Sellers (and
+    admins) may."""
+    actor.require(UserRole.SELLER)
+    lat, lng = coordinates(data, lat_field=lat_field, lng_field=lng_field)
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist", field="customer_id")
+    # Lock the row: two changes at once must not both read the same "before".
+    address = session.exec(
+        select(Address)
+        .where(Address.customer_id == customer_id)
+        .order_by(Address.id)  # type: ignore[arg-type]
+        .limit(1)
+        .with_for_update()
+    ).first()
+    before = audit.snapshot(address)
+    fields = data.model_dump(exclude={"latitude", "longitude"})
+    if address is None:
+        address = Address(customer_id=customer_id, **fields)
+    for name, value in fields.items():
+        setattr(address, name, value)
+    address.latitude, address.longitude, address.geocoded = lat, lng, lat is not None
+    session.add(address)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor.username,
+        action="customer.address",
+        entity="customer",
+        entity_id=customer_id,
+        before=before,
+        after=audit.snapshot(address),
+    )
+    return get_customer(session, customer_id)
 
 
 def get_customer(session: Session, customer_id: int) -> CustomerView:
@@ -158,7 +218,7 @@ def get_customer(session: Session, customer_id: int) -> CustomerView:
 
 def primary_address(session: Session, customer_id: int) -> Address | None:
     return session.exec(
-        select(Address).where(Address.customer_id == customer_id).order_by(Address.id)
+        select(Address).where(Address.customer_id == customer_id).order_by(col(Address.id))
     ).first()
 
 
@@ -190,16 +250,16 @@ def search_customers(session: Session, q: str, *, limit: int = 20) -> list[Custo
     if d and re.fullmatch(r"[\d\s.\-/()+]+", q):
         if len(d) in (11, 14):
             phone_ids = select(CustomerPhone.customer_id).where(CustomerPhone.number == d)
-            stmt = stmt.where(sa.or_(Customer.document == d, Customer.id.in_(phone_ids)))
+            stmt = stmt.where(sa.or_(col(Customer.document) == d, col(Customer.id).in_(phone_ids)))
         else:
             phone_ids = select(CustomerPhone.customer_id).where(
-                CustomerPhone.number.like(f"%{d}")  # type: ignore[attr-defined]
+                col(CustomerPhone.number).like(f"%{d}")
             )
-            stmt = stmt.where(Customer.id.in_(phone_ids))  # type: ignore[union-attr]
+            stmt = stmt.where(col(Customer.id).in_(phone_ids))
     else:
         pattern = f"%{q.lower()}%"
         stmt = stmt.where(sa.func.lower(Customer.name).like(pattern))
-    rows = session.exec(stmt.order_by(Customer.name, Customer.id).limit(limit)).all()
+    rows = session.exec(stmt.order_by(col(Customer.name), col(Customer.id)).limit(limit)).all()
     return [_view(session, c) for c in rows]
 
 
@@ -208,9 +268,11 @@ __all__ = [
     "CustomerIn",
     "CustomerView",
     "DomainError",
+    "coordinates",
     "get_customer",
     "parse",
     "primary_address",
     "register_customer",
     "search_customers",
+    "update_address",
 ]

@@ -41,7 +41,3 @@ def normalise_document(value: str, *, field: str = "document") -> tuple[str, Doc
         field=field,
         hint="give the CPF or CNPJ with or without punctuation",
     )
-
-
-def format_document(raw: str) -> str:
-    return _CPF.mask(raw) if len(raw) == 11 else _CNPJ.mask(raw)

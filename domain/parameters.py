@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel
 
 from domain import audit, cable_types
 from domain.errors import InvalidInput
+from domain.inputs import Line
 from domain.users import Principal
 from models import ApprovalTrigger, BillingSettings, IntegrationSettings, UserRole
 from models.base import utcnow
@@ -137,7 +138,7 @@ class IntegrationSettingsIn(BaseModel):
     auto_activate_on_approval: bool | None = Field(
         default=None, description="activate the reserved port automatically on approval"
     )
-    auto_approval_cable_type_id: str | None = Field(
+    auto_approval_cable_type_id: Line | None = Field(
         default=None,
         min_length=1,
         max_length=120,
@@ -270,8 +271,8 @@ def _save(
 ) -> Any:
     after = audit.snapshot(row, fields)
     if after != before:  # an update that changes nothing writes nothing
-        row.updated_by = actor.username  # type: ignore[attr-defined]
-        row.updated_at = utcnow()  # type: ignore[attr-defined]
+        row.updated_by = actor.username
+        row.updated_at = utcnow()
         session.add(row)
         session.flush()
         audit.record(

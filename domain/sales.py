@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from domain import audit
 from domain.customers import primary_address
 from domain.errors import Conflict, NotFound
+from domain.inputs import DbId, Line
 from domain.users import Principal
 from models import (
     Contract,
@@ -26,9 +27,9 @@ from models import (
 class SaleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(gt=0)
-    unit: str = Field(min_length=1, description="company unit ('Local') code")
-    plan: str = Field(default="", max_length=80)
+    customer_id: DbId
+    unit: Line = Field(min_length=1, description="company unit ('Local') code")
+    plan: Line = Field(default="", max_length=80)
 
 
 @dataclass(frozen=True)

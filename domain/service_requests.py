@@ -6,15 +6,19 @@ valid; anything else is a 409 that names the current status. Repeating the trans
 produced the current state (take by the owner, start when in progress, close when closed,
 finish when finished) is a no-op, so a client may retry safely. Technicians act only on
 requests they own (start/close/finish) and take only unowned ones; admins may do anything.
-There is no "started at" column: the start time is the audit row's time.
+Handover: the owner (or an admin) assigns an open or in-progress request to another technician,
+or releases it back to nobody; both are audited. There is no "started at" column: the start
+time is the audit row's time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain import audit
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -26,6 +30,7 @@ from models import (
     Contract,
     Customer,
     PortReservation,
+    ReservationStatus,
     ServiceRequest,
     ServiceRequestStatus,
     Unit,
@@ -81,8 +86,9 @@ def list_service_requests(
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     if offset < 0:
         raise InvalidInput("offset must not be negative", field="offset")
+    # sqlmodel's typed select() stops at four entities; this one joins five.
     stmt = (
-        select(ServiceRequest, Contract, Unit, Customer, AppUser)
+        select(ServiceRequest, Contract, Unit, Customer, AppUser)  # type: ignore[call-overload]
         .join(Contract, Contract.id == ServiceRequest.contract_id)
         .join(Unit, Unit.id == Contract.unit_id)
         .join(Customer, Customer.id == Contract.customer_id)
@@ -93,13 +99,11 @@ def list_service_requests(
     if unit:
         stmt = stmt.where(Contract.unit_id == get_unit(session, unit.strip().upper()).id)
     if assignee == UNASSIGNED:
-        stmt = stmt.where(ServiceRequest.assignee_id.is_(None))  # type: ignore[union-attr]
+        stmt = stmt.where(col(ServiceRequest.assignee_id).is_(None))
     elif assignee:
         stmt = stmt.where(ServiceRequest.assignee_id == _user_id(session, assignee))
-    rows = session.exec(
-        stmt.order_by(ServiceRequest.id).offset(offset).limit(limit)  # type: ignore[arg-type]
-    ).all()
-    live = _live_reservations(session, [k.id for _, k, _, _, _ in rows])  # type: ignore[misc]
+    rows = session.exec(stmt.order_by(ServiceRequest.id).offset(offset).limit(limit)).all()
+    live = _live_reservations(session, [k.id for _, k, _, _, _ in rows])
     return [_view(r, k, u, c, a, live.get(k.id)) for r, k, u, c, a in rows]
 
 
@@ -127,7 +131,7 @@ def take(session: Session, request_id: int, *, actor: Principal) -> ServiceReque
         raise Conflict(
             f"service request {request_id} already belongs to "
             f"{owner.username if owner else request.assignee_id}",
-            hint="ask its owner or an admin to hand it over",
+            hint=handover_hint(request_id),
         )
     if request.status not in TAKEABLE:
         raise _bad_transition(request, "take")
@@ -138,6 +142,88 @@ def take(session: Session, request_id: int, *, actor: Principal) -> ServiceReque
     request.taken_at = utcnow()
     _save(session, request, actor, "take", before)
     return get_service_request(session, request_id)
+
+
+def handover_hint(request_id: int) -> str:
+    """Where to go when a request belongs to someone else."""
+    return (
+        f"ask its owner or an admin to hand it over: POST /service-requests/{request_id}/assign "
+        f"(erp-ozmap requests assign {request_id} USER) or .../release "
+        f"(erp-ozmap requests release {request_id})"
+    )
+
+
+def assign(
+    session: Session, request_id: int, username: str, *, actor: Principal
+) -> ServiceRequestView:
+    """Hand the request to technician `username` (by its owner or an admin); audited."""
+    actor.require(UserRole.TECHNICIAN)
+    request = _lock(session, request_id)
+    _require_may_hand_over(session, request, actor, "assign")
+    target = _technician(session, username)
+    if request.assignee_id == target.id:
+        return get_service_request(session, request_id)
+    if request.status not in TAKEABLE:
+        raise _bad_transition(request, "assign")
+    before = _audit_fields(request)
+    request.assignee_id = target.id
+    request.taken_at = utcnow()
+    _save(session, request, actor, "assign", before)
+    return get_service_request(session, request_id)
+
+
+def release(session: Session, request_id: int, *, actor: Principal) -> ServiceRequestView:
+    """Give the request back to nobody (by its owner or an admin); audited."""
+    actor.require(UserRole.TECHNICIAN)
+    request = _lock(session, request_id)
+    if request.assignee_id is None:
+        return get_service_request(session, request_id)
+    _require_may_hand_over(session, request, actor, "release")
+    if request.status not in TAKEABLE:
+        raise _bad_transition(request, "release")
+    before = _audit_fields(request)
+    request.assignee_id = None
+    request.taken_at = None
+    _save(session, request, actor, "release", before)
+    return get_service_request(session, request_id)
+
+
+def _technician(session: Session, username: str) -> AppUser:
+    name = username.strip()
+    if not name:
+        raise InvalidInput("give the username of the technician to assign", field="username")
+    user = session.exec(select(AppUser).where(AppUser.username == name)).first()
+    if user is None or not user.active:
+        raise NotFound(
+            f"no active user {name!r}", field="username", hint="see GET /users or 'users list'"
+        )
+    if user.role not in (UserRole.TECHNICIAN, UserRole.ADMIN):
+        raise InvalidInput(
+            f"user {name!r} has role {user.role.value}; service requests are owned by technicians",
+            field="username",
+        )
+    return user
+
+
+def _require_may_hand_over(
+    session: Session, request: ServiceRequest, actor: Principal, verb: str
+) -> None:
+    if actor.role is UserRole.ADMIN or (
+        request.assignee_id is not None and request.assignee_id == actor.user_id
+    ):
+        return
+    if request.assignee_id is None:
+        raise Forbidden(
+            f"service request {request.id} has no owner; only an admin may {verb} it",
+            hint=f"take it yourself: POST /service-requests/{request.id}/take",
+        )
+    owner = session.get(AppUser, request.assignee_id)
+    raise Forbidden(
+        f"service request {request.id} belongs to "
+        f"{owner.username if owner else request.assignee_id}; only its owner or an admin may "
+        f"{verb} it",
+        hint=handover_hint(request.id),  # type: ignore[arg-type]
+    )
 
 
 def start(session: Session, request_id: int, *, actor: Principal) -> ServiceRequestView:
@@ -218,12 +304,14 @@ def require_owner(session: Session, request: ServiceRequest, actor: Principal, a
         owner = session.get(AppUser, request.assignee_id)
         raise Forbidden(
             f"service request {request.id} belongs to "
-            f"{owner.username if owner else request.assignee_id}; only its owner may {action}"
+            f"{owner.username if owner else request.assignee_id}; only its owner may {action}",
+            hint=handover_hint(request.id),  # type: ignore[arg-type]
         )
 
 
 def _bad_transition(request: ServiceRequest, action: str) -> Conflict:
-    allowed = sorted(s.value for s in (TAKEABLE if action == "take" else TRANSITIONS[action][0]))
+    sources = TRANSITIONS[action][0] if action in TRANSITIONS else TAKEABLE
+    allowed = sorted(s.value for s in sources)
     return Conflict(
         f"service request {request.id} is {request.status.value}; {action} is only possible "
         f"from {' or '.join(allowed)}",
@@ -260,11 +348,13 @@ def _live_reservations(session: Session, contract_ids: list[int]) -> dict[int, t
         return {}
     rows = session.exec(
         select(PortReservation.contract_id, PortReservation.id, PortReservation.status).where(
-            PortReservation.contract_id.in_(set(contract_ids)),  # type: ignore[attr-defined]
-            PortReservation.status.in_(LIVE_RESERVATION_STATUSES),  # type: ignore[union-attr]
+            col(PortReservation.contract_id).in_(set(contract_ids)),
+            col(PortReservation.status).in_(LIVE_RESERVATION_STATUSES),
         )
     ).all()
-    return {k: (rid, sa_status.value) for k, rid, sa_status in rows}
+    # Stored rows: the ids are set and the status column holds the enum.
+    typed = cast(Sequence[tuple[int, int, ReservationStatus]], rows)
+    return {k: (rid, status.value) for k, rid, status in typed}
 
 
 def _view(
@@ -298,10 +388,13 @@ __all__ = [
     "TRANSITIONS",
     "UNASSIGNED",
     "ServiceRequestView",
+    "assign",
     "close",
     "finish",
     "get_service_request",
+    "handover_hint",
     "list_service_requests",
+    "release",
     "require_owner",
     "start",
     "take",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain import audit
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.feasibility.service import MODES
 from models import Unit, UnitProject
+
+MAX_KEEP_FREE_PORTS = 64
+_SETTINGS = ("keep_free_ports", "feasibility_mode")
 
 
 def create_unit(
@@ -42,42 +45,63 @@ def project_ids_of(session: Session, unit_id: int) -> list[str]:
     )
 
 
-def all_project_ids(session: Session) -> dict[str, list[str]]:
-    """Unit code → its OZmap project ids."""
+def list_units(session: Session) -> list[tuple[Unit, list[str]]]:
+    """Every unit with its OZmap project ids, by code."""
     rows = session.exec(
         select(Unit.code, UnitProject.ozmap_project_id).join(
-            UnitProject, UnitProject.unit_id == Unit.id
+            UnitProject, col(UnitProject.unit_id) == col(Unit.id)
         )
     ).all()
-    out: dict[str, list[str]] = {}
+    projects: dict[str, list[str]] = {}
     for code, pid in rows:
-        out.setdefault(code, []).append(pid)
-    return out
+        projects.setdefault(code, []).append(pid)
+    units = session.exec(select(Unit).order_by(Unit.code)).all()
+    return [(u, projects.get(u.code, [])) for u in units]
 
 
-def set_feasibility_mode(session: Session, *, code: str, mode: str, actor: str) -> Unit:
-    """Set the unit's default feasibility mode ("radius" or "poles"); audited."""
-    how = mode.strip().lower() if isinstance(mode, str) else ""
-    if how not in MODES:
+def update_unit(
+    session: Session,
+    code: str,
+    *,
+    keep_free_ports: int | None = None,
+    feasibility_mode: str | None = None,
+    actor: str,
+) -> Unit:
+    """Change a unit's settings (the ports each box keeps free, the default feasibility
+    mode: "radius" or "poles"); audited."""
+    unit = session.exec(
+        select(Unit).where(Unit.code == code.strip().upper()).with_for_update()
+    ).first()
+    if unit is None:
+        raise NotFound(f"unit {code!r} does not exist", field="code", hint="see 'units list'")
+    if keep_free_ports is not None and (
+        isinstance(keep_free_ports, bool) or not 0 <= keep_free_ports <= MAX_KEEP_FREE_PORTS
+    ):
         raise InvalidInput(
-            f"feasibility_mode must be one of {', '.join(MODES)} (got {mode!r})",
+            f"keep_free_ports must be 0..{MAX_KEEP_FREE_PORTS}; got {keep_free_ports}",
+            field="keep_free_ports",
+        )
+    mode = feasibility_mode.strip().lower() if isinstance(feasibility_mode, str) else None
+    if feasibility_mode is not None and mode not in MODES:
+        raise InvalidInput(
+            f"feasibility_mode must be one of {', '.join(MODES)} (got {feasibility_mode!r})",
             field="feasibility_mode",
         )
-    unit = session.exec(select(Unit).where(Unit.code == code.strip().upper())).first()
-    if unit is None:
-        known = ", ".join(session.exec(select(Unit.code).order_by(Unit.code)).all()) or "none yet"
-        raise NotFound(f"unit {code!r} does not exist; known units: {known}", field="code")
-    before = unit.feasibility_mode
-    unit.feasibility_mode = how
+    before = audit.snapshot(unit, _SETTINGS)
+    if keep_free_ports is not None:
+        unit.keep_free_ports = keep_free_ports
+    if mode is not None:
+        unit.feasibility_mode = mode
     session.add(unit)
+    session.flush()
     audit.record(
         session,
         actor=actor,
         action="unit.update",
         entity="unit",
         entity_id=unit.id,
-        before={"feasibility_mode": before},
-        after={"feasibility_mode": how},
+        before=before,
+        after=audit.snapshot(unit, _SETTINGS),
     )
     return unit
 

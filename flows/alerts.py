@@ -9,11 +9,12 @@ or OZmap, so it still works when one of them is the cause of the failure.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_client, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterStateType,
@@ -24,7 +25,9 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_UI_URL
 
-ALERT_BLOCK = "erp-ozmap-alerts"
+from domain.clock import operator_time
+from tasks.notify import ALERT_BLOCK, load_alert_block
+
 ARTIFACT_KEY = "erp-ozmap-alerts"
 WATCHED_TAG = "erp-ozmap"
 
@@ -59,7 +62,7 @@ def alert_text(
     )
     body = (
         f"Flow run **{run.name}** of `{target}` ended **{state}**"
-        f"{f' at {when:%Y-%m-%d %H:%M:%S %Z}' if when else ''}: {message}\n\n"
+        f"{f' at {operator_time(when)}' if when else ''}: {message}\n\n"
         f"Next step: open {link}, read its logs and its summary artifact (it names the "
         f"contract / port that failed), fix the cause (OZmap unreachable or API key refused, "
         f"database down, a conflict to decide by hand), then re-run with {rerun}. "
@@ -69,11 +72,30 @@ def alert_text(
     return subject, body
 
 
+def alert_run_name(target: str, run_name: str) -> str:
+    """e.g. 'alert: nightly-repair/amber-fox' (the deployment, or the flow, and the run)."""
+    return f"alert: {target}/{run_name}"
+
+
 def _run_name() -> str:
+    """Names the failed run this alert is about; never stops the alert when it cannot."""
     from prefect.runtime import flow_run
 
-    target = (flow_run.parameters or {}).get("flow_run_id") or "latest-failure"
-    return f"alert-for-{str(target).removeprefix('prefect.flow-run.')[:8]}"
+    target = (flow_run.parameters or {}).get("flow_run_id")
+    if not target:
+        return "alert: latest failed run"
+    run_id = str(target).removeprefix("prefect.flow-run.")
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+            where = (
+                client.read_deployment(run.deployment_id).name
+                if run.deployment_id
+                else client.read_flow(run.flow_id).name
+            )
+    except Exception:  # unknown or malformed id: the alert itself says so
+        return f"alert: run {run_id[:36]}"
+    return alert_run_name(where, run.name)
 
 
 @flow(name="erp-ozmap-alert", flow_run_name=_run_name, log_prints=False)
@@ -96,7 +118,7 @@ async def alert_failed_run(flow_run_id: str | None = None) -> str:
         run=run, flow_name=flow_obj.name, deployment=deployment, ui_url=PREFECT_UI_URL.value()
     )
     logger.error("ALERT %s — %s", subject, body.replace("**", "").replace("`", ""))
-    await create_markdown_artifact(
+    await acreate_markdown_artifact(
         key=ARTIFACT_KEY, markdown=f"## {subject}\n\n{body}\n", description=subject
     )
     await _notify(subject, body, logger)
@@ -105,20 +127,13 @@ async def alert_failed_run(flow_run_id: str | None = None) -> str:
 
 async def _notify(subject: str, body: str, logger: Any) -> None:
     """Send through the `erp-ozmap-alerts` notification block when an operator made one."""
-    from prefect.blocks.core import Block
-
-    async with get_client() as client:
-        docs = [d for d in await client.read_block_documents() if d.name == ALERT_BLOCK]
-    if not docs:
+    block = await asyncio.to_thread(load_alert_block)
+    if block is None:
         logger.info(
             "No notification block named %r: the alert is in this run's log and artifact "
             "only (create one for Slack or e-mail).",
             ALERT_BLOCK,
         )
         return
-    slug = docs[0].block_type.slug if docs[0].block_type else None
-    block = await Block.aload(f"{slug}/{ALERT_BLOCK}")
-    if not hasattr(block, "notify"):
-        raise TypeError(f"block {slug}/{ALERT_BLOCK} is not a notification block")
-    await block.notify(body, subject=subject)
-    logger.info("Alert sent through notification block %s/%s.", slug, ALERT_BLOCK)
+    await asyncio.to_thread(block.notify, body, subject=subject)
+    logger.info("Alert sent through notification block %s.", ALERT_BLOCK)

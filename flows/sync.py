@@ -37,6 +37,7 @@ from prefect.states import get_state_exception
 from pydantic import Field
 
 from config import get_settings
+from domain.clock import operator_time
 from domain.outbox import (
     BatchReport,
     DrainReport,
@@ -69,10 +70,10 @@ class OutboxSyncFailed(RuntimeError):
 def _run_name() -> str:
     params = flow_run.parameters or {}
     settings = get_settings()
-    when = utcnow().astimezone(settings.tz)
+    when = operator_time(utcnow(), settings.tz, seconds=True)
     size = params.get("batch_size") or settings.outbox_batch_size
     batches = params.get("max_batches", "?")
-    return f"ozmap-sync {when:%Y-%m-%d %H:%M:%S} (up to {batches} x {size} changes)"
+    return f"ozmap-sync {when} (up to {batches} x {size} changes)"
 
 
 class _Progress:

@@ -24,6 +24,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def pk(row: Any) -> int:
+    """The integer primary key of a row that has been flushed (typed `int`, not `int | None`)."""
+    if row.id is None:
+        raise RuntimeError(f"{type(row).__name__} has no id yet; flush the session first")
+    return int(row.id)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC timestamps on both databases (SQLite would drop the offset)."""
 

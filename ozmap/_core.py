@@ -259,6 +259,10 @@ def box_filter(project_id: str | None, updated_since: datetime | None, extra: Fi
     )
 
 
+def pole_filter(project_id: str | None, extra: FilterLike) -> Filter:
+    return combine(F("project") == project_id if project_id else None, extra)
+
+
 def splitter_filter(
     *,
     box_ids: Sequence[str] | None = None,
@@ -441,6 +445,8 @@ def property_body(request: ReserveRequest) -> dict[str, Any]:
         "address": r.address,
         "client": {"code": r.code, "name": r.name, "implanted": False},
     }
+    if r.drop_poles:
+        body["drop_poles"] = list(r.drop_poles)
     if r.splitter_id and r.port:
         body["connector"] = r.splitter_id
         body["port"] = r.port

@@ -17,6 +17,8 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +40,7 @@ from ozmap.models import (
     Box,
     BoxSnapshot,
     CableType,
+    Pole,
     Port,
     Project,
     Property,
@@ -56,6 +59,9 @@ log = logging.getLogger("ozmap.client")
 T = TypeVar("T")
 USER_AGENT = "erp-ozmap/0.1 (+httpx)"
 Sort = str | Sequence[Mapping[str, Any]] | Mapping[str, Any] | None
+# The monotonic time by which the calls inside ``within_budget()`` must be done (per thread /
+# task, so concurrent sellers each get their own budget).
+_DEADLINE: ContextVar[float | None] = ContextVar("ozmap_deadline", default=None)
 
 
 class _Retry:
@@ -83,6 +89,7 @@ class _BaseClient:
         max_backoff: float = 30.0,
         max_retry_after: float = 60.0,
         concurrency: int = 8,
+        budget: float | None = None,
     ) -> None:
         self.base_url = core.normalise_base_url(base_url)
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
@@ -104,6 +111,62 @@ class _BaseClient:
         )
         self.concurrency = max(1, concurrency)
         self.stats = core.ClientStats()
+        if budget is not None and budget <= 0:
+            raise ValueError("an OZmap call budget must be > 0 seconds")
+        self.budget = budget
+
+    # -- total budget (a person is waiting) ---------------------------------------------------
+
+    @contextmanager
+    def within_budget(self) -> Iterator[None]:
+        """The calls inside share this client's total ``budget`` (retries and waits included);
+        when it is spent they raise ``OZmapUnavailable``. No-op for a client without one."""
+        if self.budget is None or _DEADLINE.get() is not None:
+            yield
+            return
+        token = _DEADLINE.set(time.monotonic() + self.budget)
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
+
+    def _remaining(self) -> float | None:
+        """Seconds left of the current budget; None when there is none."""
+        deadline = _DEADLINE.get()
+        if self.budget is None or deadline is None:
+            return None
+        return deadline - time.monotonic()
+
+    def _request_timeout(self, req: ops.Request) -> httpx.Timeout | None:
+        """The client's timeout, cut to what is left of the budget (None: the default)."""
+        remaining = self._remaining()
+        if remaining is None:
+            return None
+        if remaining <= 0:
+            raise self._budget_spent(req)
+        t = self.timeout
+        return httpx.Timeout(
+            connect=min(t.connect or remaining, remaining),
+            read=min(t.read or remaining, remaining),
+            write=min(t.write or remaining, remaining),
+            pool=min(t.pool or remaining, remaining),
+        )
+
+    def _check_wait(self, req: ops.Request, delay: float) -> None:
+        """Refuse to wait for a retry the budget cannot afford."""
+        remaining = self._remaining()
+        if remaining is not None and delay >= remaining:
+            raise self._budget_spent(req)
+
+    def _budget_spent(self, req: ops.Request) -> OZmapUnavailable:
+        what = f"{req.context}: " if req.context else ""
+        return OZmapUnavailable(
+            f"{what}OZmap did not answer {req.method} {_short(req.path)} within the "
+            f"{self.budget:g} s budget of a waiting person (OZMAP_INTERACTIVE_TIMEOUT_SECONDS)",
+            ambiguous=req.method not in core.IDEMPOTENT_METHODS,
+            method=req.method,
+            path=_short(req.path),
+        )
 
     def __repr__(self) -> str:
         mode = "login" if self._login else "api-key"
@@ -244,6 +307,7 @@ class OZmapClient(_BaseClient):
         backoff: base of the exponential backoff with full jitter, seconds.
         login: ``(user, password)``: log in via ``POST /users/login`` and re-login once on 401.
         transport: custom httpx transport (e.g. ``httpx.HTTPTransport(retries=0, uds=...)``).
+        budget: total seconds the calls inside ``within_budget()`` may take, retries included.
     """
 
     def __init__(
@@ -259,10 +323,12 @@ class OZmapClient(_BaseClient):
         max_backoff: float = 30.0,
         max_retry_after: float = 60.0,
         max_connections: int = 16,
+        budget: float | None = None,
     ) -> None:
         super().__init__(
             base_url, api_key, timeout=timeout, max_retries=max_retries, backoff=backoff,
             login=login, max_backoff=max_backoff, max_retry_after=max_retry_after,
+            budget=budget,
         )  # fmt: skip
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -313,11 +379,13 @@ class OZmapClient(_BaseClient):
         while True:
             if auth:
                 self._ensure_token()
+            timeout = self._request_timeout(req)
             self.stats.requests += 1
             try:
                 resp = self._http.request(
                     req.method, url, params=req.params, json=req.json,
                     headers=self._auth_headers() if auth else None,
+                    timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                 )  # fmt: skip
             except httpx.TransportError as exc:
                 decision = self._on_transport_error(exc, req, attempt, sent_before)
@@ -331,6 +399,7 @@ class OZmapClient(_BaseClient):
                 relogged = True
                 self._token = None
                 continue
+            self._check_wait(req, decision.delay)
             self._sleep(decision.delay)
             attempt += 1
 
@@ -414,6 +483,14 @@ class OZmapClient(_BaseClient):
         flt = core.box_filter(project_id, updated_since, filter)
         for page in self.iter_pages("boxes", filter=flt, limit=limit):
             yield from (Box.model_validate(r) for r in page)
+
+    def iter_poles(
+        self, project_id: str | None = None, *, filter: FilterLike = None, limit: int = 1000
+    ) -> Iterator[Pole]:
+        """Poles, optionally of one project, with their adjacency."""
+        flt = core.pole_filter(project_id, filter)
+        for page in self.iter_pages("poles", filter=flt, limit=limit):
+            yield from (Pole.model_validate(r) for r in page)
 
     def iter_splitters(
         self,
@@ -530,11 +607,12 @@ class AsyncOZmapClient(_BaseClient):
         max_backoff: float = 30.0,
         max_retry_after: float = 60.0,
         concurrency: int = 8,
+        budget: float | None = None,
     ) -> None:
         super().__init__(
             base_url, api_key, timeout=timeout, max_retries=max_retries, backoff=backoff,
             login=login, max_backoff=max_backoff, max_retry_after=max_retry_after,
-            concurrency=concurrency,
+            concurrency=concurrency, budget=budget,
         )  # fmt: skip
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -580,12 +658,14 @@ class AsyncOZmapClient(_BaseClient):
         while True:
             if auth:
                 await self._ensure_token()
+            timeout = self._request_timeout(req)
             self.stats.requests += 1
             try:
                 async with self._slots:
                     resp = await self._http.request(
                         req.method, url, params=req.params, json=req.json,
                         headers=self._auth_headers() if auth else None,
+                        timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                     )  # fmt: skip
             except httpx.TransportError as exc:
                 decision = self._on_transport_error(exc, req, attempt, sent_before)
@@ -599,6 +679,7 @@ class AsyncOZmapClient(_BaseClient):
                 relogged = True
                 self._token = None
                 continue
+            self._check_wait(req, decision.delay)
             await asyncio.sleep(decision.delay)
             attempt += 1
 
@@ -705,6 +786,15 @@ class AsyncOZmapClient(_BaseClient):
         async for page in self.iter_pages("boxes", filter=flt, limit=limit):
             for r in page:
                 yield Box.model_validate(r)
+
+    async def iter_poles(
+        self, project_id: str | None = None, *, filter: FilterLike = None, limit: int = 1000
+    ) -> AsyncIterator[Pole]:
+        """Poles, optionally of one project, with their adjacency."""
+        flt = core.pole_filter(project_id, filter)
+        async for page in self.iter_pages("poles", filter=flt, limit=limit):
+            for r in page:
+                yield Pole.model_validate(r)
 
     async def iter_splitters(
         self,

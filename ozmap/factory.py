@@ -5,7 +5,9 @@ A purpose names how patient the caller can be:
 * ``background`` — flows, tasks, the CLI and benchmarks: the configured timeout
   (``OZMAP_TIMEOUT_SECONDS``) and the client's own retries.
 * ``interactive`` — a person is waiting (the seller path in the service): the short
-  ``OZMAP_PUSH_TIMEOUT_SECONDS`` and one retry; the domain falls back to the network cache.
+  ``OZMAP_PUSH_TIMEOUT_SECONDS``, one retry, and a total budget of
+  ``OZMAP_INTERACTIVE_TIMEOUT_SECONDS`` for the calls made inside ``within_budget()`` (retries
+  included); the domain then falls back to the network cache.
 * ``push`` — the immediate push after an ERP action: the short timeout and no retries of its
   own, because the outbox retries.
 """
@@ -35,6 +37,7 @@ class ClientOptions(TypedDict, total=False):
     timeout: float
     login: tuple[str, str]
     max_retries: int
+    budget: float
 
 
 def client_options(settings: Settings, purpose: Purpose = "background") -> ClientOptions:
@@ -49,6 +52,8 @@ def client_options(settings: Settings, purpose: Purpose = "background") -> Clien
     else:
         opts["timeout"] = settings.ozmap_push_timeout_seconds
         opts["max_retries"] = 1 if purpose == "interactive" else 0
+    if purpose == "interactive":
+        opts["budget"] = settings.ozmap_interactive_timeout_seconds
     return opts
 
 
@@ -78,6 +83,7 @@ def _key(settings: Settings, purpose: Purpose) -> _Key:
             password,
             settings.ozmap_timeout_seconds,
             settings.ozmap_push_timeout_seconds,
+            settings.ozmap_interactive_timeout_seconds,
         ),
     )
 

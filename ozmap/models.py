@@ -36,6 +36,7 @@ __all__ = [
     "CableType",
     "Connection",
     "FTTHClient",
+    "Pole",
     "Port",
     "PortState",
     "Project",
@@ -114,6 +115,7 @@ class Project(OZmapModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     name: str = ""
+    identifier: str | None = None
     drop: dict[str, Any] | None = None
     defaults: dict[str, Any] | None = None
 
@@ -133,6 +135,11 @@ class Project(OZmapModel):
         size = (self.drop or {}).get("maxSize")
         return float(size) if size is not None else None
 
+    @property
+    def drop_max_size_m(self) -> float | None:
+        """The project's maximum drop size (``drop.maxSize``) in metres, None if not set."""
+        return self.max_drop_size
+
 
 class Box(OZmapModel):
     """A network box (caixa); CTO = customer-facing splitter box."""
@@ -148,6 +155,11 @@ class Box(OZmapModel):
     draft: bool = False  # "Em projeto": never sellable
     certified: bool = False
     pole: Ref = None
+
+    @property
+    def pole_id(self) -> str | None:
+        """Id of the pole the box stands on (None when OZmap sends none)."""
+        return self.pole
 
 
 class SplitterRatio(BaseModel):
@@ -166,6 +178,31 @@ def _ref_list(values: Any, handler: ValidatorFunctionWrapHandler) -> list[str | 
 
 
 RefList = Annotated[list[str | None], WrapValidator(_ref_list)]
+
+
+class Pole(OZmapModel):
+    """A pole (poste); drops are pulled along adjacent poles. ``kind`` is "Pole" (API docs,
+    SDK's base-point enum) or "POLE" (the SDK's ``PoleSchema`` literal): both accepted."""
+
+    kind: str = "Pole"
+    name: str = ""
+    lat: float
+    lng: float
+    project: Ref = None
+    pole_type: Ref = Field(None, alias="poleType")
+    usable: bool = True  # false: no room for another cable
+    adjacents: RefList = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Pole:
+        if self.kind.upper() != "POLE":
+            raise ValueError(f"not a pole: kind {self.kind!r}")
+        return self
+
+    @property
+    def adjacent_ids(self) -> list[str]:
+        """Ids of the adjacent poles (populated adjacents become their ids)."""
+        return [a for a in self.adjacents if a]
 
 
 class Connectables(BaseModel):
@@ -389,6 +426,8 @@ class ReserveRequest(BaseModel):
     address: str = ""
     splitter_id: str | None = None
     port: int | None = None
+    # Pole ids from the box's pole towards the customer: the drop is drawn along them.
+    drop_poles: list[str] | None = None
 
 
 class Reservation(BaseModel):

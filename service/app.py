@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from domain.errors import DomainError
+from service.inputs import not_found_in_path
 from service.token_cache import token_cache_lifespan
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -24,6 +25,9 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    missing = not_found_in_path(errors)  # a path id no record can have
+    if missing is not None:
+        return JSONResponse(missing.to_dict(), status_code=missing.status)
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
     return JSONResponse(
@@ -51,22 +55,28 @@ def create_app() -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Routers register here, one module per concept.
-    from service import routes_health
+    # Routers register here, one module per concept (routes_feasibility's lifespan loads and
+    # watches the feasibility index).
+    from service import (
+        routes_contracts,
+        routes_customers,
+        routes_feasibility,
+        routes_health,
+        routes_outbox,
+        routes_reservations,
+        routes_service_requests,
+        routes_settings,
+    )
 
-    app.include_router(routes_health.router)
-    from service import routes_customers
-
-    app.include_router(routes_customers.router)
-    from service import routes_contracts, routes_settings
-
-    app.include_router(routes_settings.router)
-    app.include_router(routes_contracts.router)
-    from service import routes_reservations, routes_service_requests
-
-    app.include_router(routes_reservations.router)
-    app.include_router(routes_service_requests.router)
-    from service import routes_feasibility  # its lifespan loads and watches the index
-
-    app.include_router(routes_feasibility.router)
+    for routes in (
+        routes_health,
+        routes_customers,
+        routes_settings,
+        routes_contracts,
+        routes_reservations,
+        routes_service_requests,
+        routes_outbox,
+        routes_feasibility,
+    ):
+        app.include_router(routes.router)
     return app

@@ -24,6 +24,7 @@ from models import UserRole
 from ozmap.client import OZmapClient
 from ozmap.factory import client_for
 from service.auth import db_session, require_role
+from service.inputs import ContractId
 
 router = APIRouter(prefix="/contracts", tags=["contract approval"])
 
@@ -45,7 +46,7 @@ class AuthenticationIn(BaseModel):
 
 @router.get("/{contract_id}")
 def read_contract(
-    contract_id: int,
+    contract_id: ContractId,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(
         require_role(UserRole.BILLING, UserRole.SELLER, UserRole.TECHNICIAN)
@@ -56,7 +57,7 @@ def read_contract(
 
 @router.post("/{contract_id}/approve")
 def approve_contract(
-    contract_id: int,
+    contract_id: ContractId,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING)),
     ozmap: OZmapClient = Depends(ozmap_client),
@@ -71,7 +72,7 @@ def approve_contract(
 
 @router.post("/{contract_id}/authentications")
 def record_authentication(
-    contract_id: int,
+    contract_id: ContractId,
     body: AuthenticationIn | None = None,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.BILLING, UserRole.TECHNICIAN)),

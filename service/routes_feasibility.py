@@ -22,7 +22,7 @@ import html
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
@@ -36,6 +36,7 @@ from models import UserRole
 from service import map_links
 from service.auth import db_session, require_role
 from service.feasibility_index import FeasibilityIndexService, index_lifespan, index_service
+from service.inputs import CustomerId, Line
 
 router = APIRouter(tags=["feasibility"], lifespan=index_lifespan)
 
@@ -52,14 +53,14 @@ Radius = Annotated[
     ),
 ]
 Unit = Annotated[
-    str | None, Query(description="company unit code (Local): only that unit's OZmap projects")
+    Line | None, Query(description="company unit code (Local): only that unit's OZmap projects")
 ]
 OnlyAvailable = Annotated[
     bool, Query(description="leave out boxes without a free port (full ones are listed otherwise)")
 ]
 Limit = Annotated[int | None, Query(description="at most this many boxes, nearest first")]
 Mode = Annotated[
-    str | None,
+    Line | None,
     Query(
         description="radius (straight line, the default: FEASIBILITY_DEFAULT_MODE) or poles "
         "(the drop along the poles: radius bounds the route; each box adds route_m, drop_poles, "
@@ -68,7 +69,6 @@ Mode = Annotated[
 ]
 Lat = Annotated[float, Query(description="latitude in degrees (WGS84), Brazil: -34 to 5.3")]
 Lng = Annotated[float, Query(description="longitude in degrees (WGS84), Brazil: -74 to -28.8")]
-CustomerId = Annotated[int, Path(description="ERP customer id")]
 
 
 def _token_hash(request: Request) -> str:

@@ -22,6 +22,7 @@ from models import CancelScope, PortReservation, UserRole
 from ozmap.client import OZmapClient
 from ozmap.factory import client_for
 from service.auth import db_session, require_role
+from service.inputs import DbId, Line, ReservationId, Text
 
 router = APIRouter(tags=["port reservation"])
 
@@ -36,9 +37,9 @@ def ozmap_client() -> OZmapClient:
 class ReserveIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    contract_id: int = Field(gt=0)
-    box_id: str = Field(min_length=1, max_length=32, description="OZmap box (CTO) id")
-    splitter_id: str | None = Field(
+    contract_id: DbId
+    box_id: Line = Field(min_length=1, max_length=32, description="OZmap box (CTO) id")
+    splitter_id: Line | None = Field(
         default=None, min_length=1, max_length=32, description="customer-facing splitter id"
     )
     port: int | None = Field(default=None, ge=1, description="1-based port number")
@@ -47,7 +48,7 @@ class ReserveIn(BaseModel):
 class ActivateIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    cable_type_id: str = Field(
+    cable_type_id: Line = Field(
         min_length=1, max_length=32, description="a drop cable type id from GET /cable-types"
     )
 
@@ -59,7 +60,7 @@ class CancelIn(BaseModel):
         description="erp_and_ozmap ('Cancelar reserva da porta') or erp_only ('Cancelar no "
         "ERP reserva da porta')"
     )
-    reason: str = Field(max_length=500, description="why; required, not blank")
+    reason: Text = Field(max_length=500, description="why; required, not blank")
 
 
 @router.post("/reservations", status_code=201)
@@ -84,7 +85,7 @@ def create_reservation(
 
 @router.get("/reservations/{reservation_id}")
 def get_reservation(
-    reservation_id: int,
+    reservation_id: ReservationId,
     session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ANY_ROLE)),
 ) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def get_reservation(
 
 @router.post("/reservations/{reservation_id}/activate")
 def activate_reservation(
-    reservation_id: int,
+    reservation_id: ReservationId,
     body: ActivateIn,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
@@ -112,7 +113,7 @@ def activate_reservation(
 
 @router.post("/reservations/{reservation_id}/cancel")
 def cancel_reservation(
-    reservation_id: int,
+    reservation_id: ReservationId,
     body: CancelIn,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER, UserRole.TECHNICIAN)),
@@ -125,7 +126,7 @@ def cancel_reservation(
 
 @router.post("/reservations/{reservation_id}/extend")
 def extend_reservation(
-    reservation_id: int,
+    reservation_id: ReservationId,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER)),
 ) -> dict[str, Any]:

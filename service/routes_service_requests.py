@@ -1,12 +1,14 @@
-"""Service requests ("Solicitações - Listagem"): list, take ownership, start, close, finish."""
+"""Service requests ("Solicitações - Listagem"): list, take ownership, start, close, finish;
+hand over (assign to another technician, release to nobody)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from actions import events
@@ -14,6 +16,7 @@ from domain import service_requests
 from domain.users import Principal
 from models import ServiceRequestStatus, UserRole
 from service.auth import db_session, require_role
+from service.inputs import Line, Offset, ServiceRequestId
 
 router = APIRouter(tags=["service requests"])
 
@@ -23,12 +26,15 @@ _ANY_ROLE = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)
 @router.get("/service-requests")
 def list_service_requests(
     status: ServiceRequestStatus | None = Query(None, description="open, in_progress, ..."),
-    unit: str | None = Query(None, max_length=32, description="company unit ('Local') code"),
-    assignee: str | None = Query(
-        None, max_length=64, description=f"username, or '{service_requests.UNASSIGNED}' for none"
-    ),
+    unit: Annotated[
+        Line | None, Query(max_length=32, description="company unit ('Local') code")
+    ] = None,
+    assignee: Annotated[
+        Line | None,
+        Query(max_length=64, description=f"username, or '{service_requests.UNASSIGNED}' for none"),
+    ] = None,
     limit: int = Query(50, ge=1, le=service_requests.MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: Annotated[Offset, Query(description="rows to skip")] = 0,
     session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ANY_ROLE)),
 ) -> list[dict[str, Any]]:
@@ -38,25 +44,54 @@ def list_service_requests(
     return [asdict(r) for r in rows]
 
 
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    username: Line = Field(
+        min_length=1, max_length=64, description="the technician who takes the request over"
+    )
+
+
+@router.post("/service-requests/{request_id}/assign", summary="Hand over to a technician")
+def assign_service_request(
+    request_id: ServiceRequestId,
+    body: AssignIn,
+    session: Session = Depends(db_session, scope="function"),
+    principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
+) -> dict[str, Any]:
+    """By the owner handing over, or an admin; audited."""
+    view = service_requests.assign(session, request_id, body.username, actor=principal)
+    return _done(session, view, "assign", principal)
+
+
+def _done(
+    session: Session,
+    view: service_requests.ServiceRequestView,
+    action: str,
+    principal: Principal,
+) -> dict[str, Any]:
+    """Commit, announce the change, answer the view."""
+    session.commit()
+    events.service_request_changed(
+        view.id,
+        action=action,
+        actor=principal.username,
+        contract_id=view.contract_id,
+        status=view.status,
+        assignee=view.assignee,
+    )
+    return asdict(view)
+
+
 def _action(
     name: str, fn: Callable[..., service_requests.ServiceRequestView], summary: str
 ) -> None:
     def endpoint(
-        request_id: int,
+        request_id: ServiceRequestId,
         session: Session = Depends(db_session, scope="function"),
         principal: Principal = Depends(require_role(UserRole.TECHNICIAN)),
     ) -> dict[str, Any]:
-        view = fn(session, request_id, actor=principal)
-        session.commit()
-        events.service_request_changed(
-            view.id,
-            action=name,
-            actor=principal.username,
-            contract_id=view.contract_id,
-            status=view.status,
-            assignee=view.assignee,
-        )
-        return asdict(view)
+        return _done(session, fn(session, request_id, actor=principal), name, principal)
 
     endpoint.__name__ = f"{name}_service_request"
     router.add_api_route(
@@ -68,3 +103,4 @@ _action("take", service_requests.take, "Take ownership ('apropriar-se da solicit
 _action("start", service_requests.start, "Start work (in progress)")
 _action("close", service_requests.close, "Close ('Fechada')")
 _action("finish", service_requests.finish, "Finish ('Encerrada')")
+_action("release", service_requests.release, "Release to nobody (owner or admin)")

@@ -41,7 +41,7 @@ API = "/api/v2"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 # Models that accept POST/PATCH/DELETE through the generic routes.
-WRITABLE = frozenset(MODELS) - {"users", "fiber-profiles", "splitter-types"}
+WRITABLE = frozenset(MODELS) - {"users", "fiber-profiles", "splitter-types", "poles", "pole-types"}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -228,6 +228,7 @@ class Simulator:
             populate = self._fields(q.get("populate"))
             if populate:
                 rows = [self.store.populate(model, r, populate) for r in rows]
+            rows = [self.store.present(model, r) for r in rows]
         select = self._fields(q.get("select"))
         if select:
             rows = [_project(r, select) for r in rows]
@@ -263,9 +264,10 @@ class Simulator:
         if obj is None:
             raise SimError(404, f"{model} {oid} not found")
         populate = self._fields(request.query_params.get("populate"))
-        if populate:
-            with self.store.lock:
+        with self.store.lock:
+            if populate:
                 obj = self.store.populate(model, obj, populate)
+            obj = self.store.present(model, obj)
         select = self._fields(request.query_params.get("select"))
         return json_response(_project(obj, select) if select else obj)
 
@@ -313,7 +315,9 @@ class Simulator:
 
     async def by_client_code(self, request: Request) -> Response:
         code = request.path_params["code"]
-        return json_response(self.store.properties_by_client_code(code))
+        with self.store.lock:
+            rows = self.store.properties_by_client_code(code)
+            return json_response([self.store.present("properties", r) for r in rows])
 
     async def viability(self, request: Request) -> Response:
         q = request.query_params
@@ -375,8 +379,8 @@ class Simulator:
         ]
         app = Starlette(routes=routes)
         app.add_exception_handler(SimError, _sim_error)  # type: ignore[arg-type]
-        app.add_exception_handler(404, _http_error)  # type: ignore[arg-type]
-        app.add_exception_handler(405, _http_error)  # type: ignore[arg-type]
+        app.add_exception_handler(404, _http_error)
+        app.add_exception_handler(405, _http_error)
         return FaultMiddleware(AuthMiddleware(app, self), self)
 
 

@@ -128,6 +128,14 @@ SPLITTER_TYPES: tuple[tuple[str, bool, int, float], ...] = (
     ("1x4 Rede", False, 4, 7.2),
 )
 
+# Pole types: (name, prefix, description)
+POLE_TYPES: tuple[tuple[str, str, str], ...] = (
+    ("Poste de concreto", "PC_", "Poste de concreto circular 11 m"),
+    ("Poste de madeira", "PM_", "Poste de madeira 9 m"),
+)
+# A project's maximum drop size (metres) is drawn from this range, in steps of 10 m.
+DROP_MAX_SIZE_M = (150, 400)
+
 
 def fill_catalogues(rng: np.random.Generator, state: NetworkState) -> None:
     """Set the catalogue lists of state (projects cover their city's boxes)."""
@@ -208,8 +216,21 @@ def fill_catalogues(rng: np.random.Generator, state: NetworkState) -> None:
             "isAPI": True,
         }
     ]
+    state.pole_types = [
+        {
+            **generated_meta("pole-types", i),
+            "name": name,
+            "prefix": prefix,
+            "viabilityAllowed": True,
+            "color": "#3388FF",
+            "description": desc,
+        }
+        for i, (name, prefix, desc) in enumerate(POLE_TYPES)
+    ]
     state.projects = []
     drop_choice = rng.integers(0, len(DROP_CABLE_TYPE_IDX), size=len(CITIES))
+    lo, hi = DROP_MAX_SIZE_M
+    max_sizes = rng.integers(lo // 10, hi // 10 + 1, size=len(CITIES))
     for i, city in enumerate(CITIES):
         mask = state.box_project == i
         if mask.any():
@@ -227,6 +248,7 @@ def fill_catalogues(rng: np.random.Generator, state: NetworkState) -> None:
             [lng0 - pad, lat0 - pad],
         ]
         drop_type = state.cable_types[DROP_CABLE_TYPE_IDX[int(drop_choice[i])]]["id"]
+        max_size = int(max_sizes[i]) * 10
         state.projects.append(
             {
                 **generated_meta("projects", i),
@@ -240,7 +262,11 @@ def fill_catalogues(rng: np.random.Generator, state: NetworkState) -> None:
                 "hasLogo": False,
                 "defaultPonPotency": -20,
                 "defaultDropSize": 50,
-                "drop": {"type": {"cableType": drop_type}, "cableType": drop_type, "maxSize": 250},
+                "drop": {
+                    "type": {"cableType": drop_type},
+                    "cableType": drop_type,
+                    "maxSize": max_size,
+                },
                 "defaults": {"cableType": drop_type},
                 "area": {"type": "Polygon", "coordinates": [ring]},
             }

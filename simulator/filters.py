@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import shapely  # type: ignore[import-untyped]
-from shapely.geometry import Point, shape  # type: ignore[import-untyped]
+import shapely
+from shapely.geometry import Point, shape
 
 OPERATORS = frozenset(
     {

@@ -25,6 +25,8 @@ MODEL_CODES: dict[str, int] = {
     "splitter-types": 0x0A,
     "fiber-profiles": 0x0B,
     "users": 0x0C,
+    "poles": 0x0D,
+    "pole-types": 0x0E,
 }
 CODE_MODELS: dict[int, str] = {v: k for k, v in MODEL_CODES.items()}
 # Objects created through the API are numbered from here, so they sort after generated ones.

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.catalogues import CITIES, SPLITTER_TYPES, fill_catalogues
+from simulator.catalogues import CITIES, POLE_TYPES, SPLITTER_TYPES, fill_catalogues
+from simulator.poles import Poles, build_poles
 
 
 @dataclass
@@ -52,6 +53,8 @@ class NetworkState:
     prop_spl: np.ndarray  # int32
     prop_port: np.ndarray  # int8, 1-based
     prop_implanted: np.ndarray  # bool, the FTTH client's implanted flag
+    # poles (see simulator.poles) and the pole each box stands on
+    poles: Poles
     # catalogues
     projects: list[dict[str, Any]] = field(default_factory=list)
     box_types: list[dict[str, Any]] = field(default_factory=list)
@@ -59,10 +62,19 @@ class NetworkState:
     splitter_types: list[dict[str, Any]] = field(default_factory=list)
     fiber_profiles: list[dict[str, Any]] = field(default_factory=list)
     users: list[dict[str, Any]] = field(default_factory=list)
+    pole_types: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_boxes(self) -> int:
         return int(self.box_lng.shape[0])
+
+    @property
+    def n_poles(self) -> int:
+        return int(self.poles.lng.shape[0])
+
+    @property
+    def box_pole(self) -> np.ndarray:
+        return self.poles.box_pole
 
     @property
     def n_splitters(self) -> int:
@@ -82,7 +94,8 @@ class NetworkState:
 
     def nbytes(self) -> int:
         """Memory held by the arrays."""
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+        arrays = [*vars(self).values(), *vars(self.poles).values()]
+        return sum(v.nbytes for v in arrays if isinstance(v, np.ndarray))
 
     def counts(self) -> dict[str, int]:
         return {
@@ -90,6 +103,8 @@ class NetworkState:
             "box-types": len(self.box_types),
             "cable-types": len(self.cable_types),
             "splitter-types": len(self.splitter_types),
+            "pole-types": len(self.pole_types),
+            "poles": self.n_poles,
             "boxes": self.n_boxes,
             "splitters": self.n_splitters,
             "properties": self.n_props,
@@ -132,14 +147,18 @@ def generate_network(boxes: int, seed: int) -> NetworkState:
     spread = 250.0 + 900.0 * min(1.0, math.sqrt(max(n, 1) / 200_000))
     dx = hood_dx[box_project, hood] + rng.normal(0.0, spread, size=n)
     dy = hood_dy[box_project, hood] + rng.normal(0.0, spread, size=n)
-    lat0 = np.array([c.lat for c in CITIES])[box_project]
-    lng0 = np.array([c.lng for c in CITIES])[box_project]
-    m_per_deg_lat = 111_320.0
-    box_lat = lat0 + dy / m_per_deg_lat
-    box_lng = lng0 + dx / (m_per_deg_lat * np.cos(np.radians(lat0)))
-    # Snap to 7 decimals (≈1 cm), as coordinates typed in a GIS would be.
-    box_lat = np.round(box_lat, 7)
-    box_lng = np.round(box_lng, 7)
+    # Every box stands on a pole of its city's street grid: the pole's coordinates are its own.
+    poles = build_poles(
+        box_project,
+        dx,
+        dy,
+        np.array([c.lat for c in CITIES]),
+        np.array([c.lng for c in CITIES]),
+        seed,
+        len(POLE_TYPES),
+    )
+    box_lat = poles.lat[poles.box_pole]
+    box_lng = poles.lng[poles.box_pole]
 
     box_type = (rng.random(n) < 0.08).astype(np.int8)  # 8 % splice closures (CE)
     box_draft = rng.random(n) < 0.05
@@ -217,6 +236,7 @@ def generate_network(boxes: int, seed: int) -> NetworkState:
         prop_spl=prop_spl,
         prop_port=prop_port,
         prop_implanted=prop_implanted,
+        poles=poles,
     )
     fill_catalogues(rng, state)
     return state

@@ -28,7 +28,7 @@ class SimulatorError(RuntimeError):
 class _Protocol(H11Protocol):
     """h11 protocol that registers its transport so a fault can drop the connection."""
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._sim_key = (self.server, self.client)
         FaultMiddleware.transports[self._sim_key] = transport

@@ -8,16 +8,15 @@ transaction inside it, re-checked under its lock, so a retried task expires noth
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from prefect import get_run_logger, task
 
 from domain import reservations
+from domain.clock import operator_time
 from domain.reservations import ExpiryPlan, ExpiryReport, ExpiryRow
 from models.db import session_scope
+from tasks.notify import ALERT_BLOCK, load_alert_block
 from tasks.policy import reliable
-
-ALERT_BLOCK = "erp-ozmap-alerts"
 
 _RELIABLE = reliable(retries=2, backoff_factor=2)
 
@@ -41,7 +40,7 @@ def warning_text(row: ExpiryRow, as_of: datetime) -> tuple[str, str]:
     subject = f"[erp-ozmap] reservation {row.reservation_id} expires in {left}"
     body = (
         f"The port reserved by {row.seller} for contract {row.contract_id} (reservation "
-        f"{row.reservation_id}) expires at {row.expires_at:%Y-%m-%d %H:%M} UTC, in {left}. "
+        f"{row.reservation_id}) expires at {operator_time(row.expires_at)}, in {left}. "
         "Activate it, or extend it: `POST /reservations/"
         f"{row.reservation_id}/extend` or `erp-ozmap reservations extend {row.reservation_id}`."
     )
@@ -53,7 +52,7 @@ def notify_expiring(rows: list[ExpiryRow], as_of: datetime) -> int:
     """Send each warning through the `erp-ozmap-alerts` notification block, when an operator
     made one; returns how many were sent. A missing block is not an error (log + artifact)."""
     logger = get_run_logger()
-    block = _alert_block()
+    block = load_alert_block()
     if block is None:
         logger.info(
             "No notification block named %r: the %s warning(s) are in this run's events and "
@@ -66,18 +65,3 @@ def notify_expiring(rows: list[ExpiryRow], as_of: datetime) -> int:
         subject, body = warning_text(row, as_of)
         block.notify(body, subject=subject)
     return len(rows)
-
-
-def _alert_block() -> Any | None:
-    from prefect import get_client
-    from prefect.blocks.core import Block
-
-    with get_client(sync_client=True) as client:
-        docs = [d for d in client.read_block_documents() if d.name == ALERT_BLOCK]
-    if not docs or docs[0].block_type is None:
-        return None
-    slug = f"{docs[0].block_type.slug}/{ALERT_BLOCK}"
-    block = Block.load(slug)
-    if not hasattr(block, "notify"):
-        raise TypeError(f"block {slug} is not a notification block")
-    return block

@@ -134,7 +134,7 @@ def approve_locked(
         if blocker:
             raise Skip(blocker, reservation.id)
     now = utcnow()
-    changed = session.exec(  # type: ignore[call-overload]
+    changed = session.exec(
         sa.update(Contract)
         .where(col(Contract.id) == cid, col(Contract.stage) == ContractStage.AWAITING_APPROVAL)
         .values(stage=ContractStage.APPROVED, approved_at=now, approved_by=approved_by)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree  # type: ignore[import-untyped]
+from scipy.spatial import cKDTree
 
 from domain.errors import InvalidInput
 from domain.feasibility.boxes import BoxRecord, BoxStatus, FeasibilityHit

@@ -10,6 +10,7 @@ from typing import Final, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from domain.clock import operator_time
 from domain.errors import DomainError, InvalidInput, NotFound
 from models import NetworkBox, NetworkRefreshState, Unit, UnitProject
 from ozmap.models import BoxSnapshot, Project
@@ -62,7 +63,7 @@ class ProjectPlan:
         how = (
             "full refresh"
             if self.since is None
-            else f"changes since {self.since:%Y-%m-%d %H:%M:%S} UTC"
+            else f"changes since {operator_time(self.since, seconds=True)}"
         )
         return (
             f"unit {', '.join(self.units)}: OZmap project {self.label} — {how} "

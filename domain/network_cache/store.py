@@ -300,7 +300,7 @@ def current_generation(bind: Session | sa.Connection | sa.Engine) -> int:
         with bind.connect() as conn:
             value = conn.execute(stmt).scalar()
     else:
-        value = bind.execute(stmt).scalar()  # type: ignore[call-overload]
+        value = bind.execute(stmt).scalar()
     return int(value or 0)
 
 

@@ -1,4 +1,5 @@
-"""The outbox right now, for run summaries: due, backing off, in flight, held back, failed."""
+"""The outbox right now, for run summaries: due, backing off, in flight, held back, failed
+(with the first dead letters and conflicts waiting for an admin)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlmodel import col
 from domain.outbox.types import FAILED, OutboxOverview
 from models import OutboxEvent, OutboxKind, OutboxStatus
 from models.base import utcnow
+
+WAITING_LINES = 20
 
 _E = OutboxEvent
 
@@ -45,7 +48,19 @@ def outbox_overview(engine: sa.Engine, now: datetime | None = None) -> OutboxOve
             conflicts=n(col(_E.status) == OutboxStatus.CONFLICT),
             dead=n(col(_E.status) == OutboxStatus.DEAD),
             oldest_due_seconds=_age(oldest, now),
+            waiting=_waiting(s),
         )
+
+
+def _waiting(s: Session) -> tuple[str, ...]:
+    rows = s.execute(
+        sa.select(_E).where(col(_E.status).in_(FAILED)).order_by(col(_E.id)).limit(WAITING_LINES)
+    ).scalars()
+    return tuple(
+        f"#{r.id} {r.kind.value} of reservation {r.reservation_id} ({r.status.value}, "
+        f"{r.attempts} attempts): {(r.last_error or '')[:160]}"
+        for r in rows
+    )
 
 
 def _age(ts: datetime | str | None, now: datetime) -> float | None:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from domain.clock import operator_time
 from domain.outbox.types import BatchReport, DeliveryOutcome, OutboxOverview, Result
-from models.base import utcnow
 
 LISTED = 20  # entries per list in the summary markdown
 KIND_WORDS = {"reserve": "reservation", "activate": "activation", "cancel": "cancellation"}
@@ -40,8 +40,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 def _at(ts: datetime | None, tz: tzinfo) -> str:
     if ts is None:
         return "?"
-    local, today = ts.astimezone(tz), utcnow().astimezone(tz).date()
-    return f"{local:%H:%M:%S}" if local.date() == today else f"{local:%Y-%m-%d %H:%M}"
+    return operator_time(ts, tz, seconds=True)
 
 
 def _first(outcomes: Sequence[DeliveryOutcome]) -> str:
@@ -270,4 +269,23 @@ def _overview_table(after: OutboxOverview) -> list[str]:
         "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {after.due} | {after.scheduled} | {after.in_progress} | {after.held} | "
         f"{after.conflicts} | {after.dead} | {oldest} |",
+        *_waiting(after),
+    ]
+
+
+def _waiting(after: OutboxOverview) -> list[str]:
+    """The dead letters and conflicts waiting for an admin, and what to do about them."""
+    if not after.waiting:
+        return []
+    shown = len(after.waiting)
+    more = after.conflicts + after.dead - shown
+    return [
+        "",
+        "### Waiting for an admin (dead letters and conflicts)",
+        "",
+        *(f"- {line}" for line in after.waiting),
+        *([f"- … and {more} more"] if more > 0 else []),
+        "",
+        "Requeue with `erp-ozmap outbox requeue ID…` (or `POST /outbox/{id}/requeue`), or "
+        "close with `erp-ozmap outbox discard ID… --reason …`.",
     ]

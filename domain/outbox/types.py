@@ -131,6 +131,8 @@ class OutboxOverview:
     conflicts: int
     dead: int
     oldest_due_seconds: float | None
+    # One line per dead letter / conflict waiting for an admin (the first few).
+    waiting: tuple[str, ...] = ()
 
 
 def new_worker_id(prefix: str = "sync") -> str:

@@ -41,9 +41,7 @@ def resolve_scope(
         by_unit.setdefault(code, [])
         if pid:
             by_unit[code].append(pid)
-    reserved = set(
-        session.exec(select(PortReservation.ozmap_project_id).distinct()).all()  # type: ignore[call-overload]
-    )
+    reserved = set(session.exec(select(PortReservation.ozmap_project_id).distinct()).all())
     known_projects = {p for ps in by_unit.values() for p in ps} | reserved
     want_units = [u.strip().upper() for u in units or [] if u and u.strip()]
     want_projects = [p.strip() for p in projects or [] if p and p.strip()]

@@ -65,9 +65,13 @@ def erp_port_taken(box_id: str, splitter_id: str, port: int) -> Conflict:
 def ask_ozmap(
     ozmap: OZmapClient, box_id: str, splitter_id: str | None, port: int | None
 ) -> tuple[list[PortChoice] | None, str]:
-    """(ports free in OZmap now, "") or, when OZmap is unavailable, (None, why)."""
+    """(ports free in OZmap now, "") or, when OZmap is unavailable, (None, why).
+
+    The whole check runs within the client's budget (the interactive client has one), so a
+    hung OZmap costs a seller at most that long before the network cache decides."""
     try:
-        return _check_live(ozmap, box_id, splitter_id, port), ""
+        with ozmap.within_budget():
+            return _check_live(ozmap, box_id, splitter_id, port), ""
     except OZmapUnavailable as exc:
         return None, exc.message
     except OZmapError as exc:  # credentials, protocol: not something a retry later fixes alone

@@ -30,6 +30,8 @@ MODELS = (
     "splitter-types",
     "fiber-profiles",
     "users",
+    "pole-types",
+    "poles",
     "boxes",
     "splitters",
     "properties",
@@ -40,7 +42,8 @@ MODELS = (
 
 # Reference fields that ``populate`` may expand (the referenced model is read from the id).
 REFS: dict[str, tuple[str, ...]] = {
-    "boxes": ("project", "boxType", "cables"),
+    "boxes": ("project", "boxType", "cables", "pole"),
+    "poles": ("project", "poleType", "adjacents"),
     "splitters": ("parent", "project", "splitterType"),
     "properties": ("box", "client", "drop", "project"),
     "cables": ("cableType", "boxA", "boxB", "project"),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from simulator import filters as F
-from simulator.catalogues import BOX_TYPES, CITIES, FIRST_NAMES, LAST_NAMES, STREETS
+from simulator.catalogues import BOX_TYPES, CITIES, FIRST_NAMES, LAST_NAMES, POLE_TYPES, STREETS
 from simulator.ids import BASE_TIME, make_id
 from simulator.network import NetworkState, mix64
 from simulator.store.collection import Collection, Doc
@@ -33,6 +33,7 @@ class Documents:
         self.proj_ids = [p["id"] for p in net.projects]
         self.boxtype_ids = [t["id"] for t in net.box_types]
         self.spltype_ids = [t["id"] for t in net.splitter_types]
+        self.poletype_ids = [t["id"] for t in net.pole_types]
         self.proj_drop_type = [p["drop"]["type"]["cableType"] for p in net.projects]
         self.spl_out = net.spl_out
         self.spl_isdrop = net.spl_isdrop
@@ -58,9 +59,11 @@ class Documents:
             ("splitter-types", net.splitter_types),
             ("fiber-profiles", net.fiber_profiles),
             ("users", net.users),
+            ("pole-types", net.pole_types),
         ):
             cols[model] = Collection(model, len(items), static(items))
         generated: tuple[tuple[str, int, Callable[[int], Doc]], ...] = (
+            ("poles", net.n_poles, self.pole),
             ("boxes", net.n_boxes, self.box),
             ("splitters", net.n_splitters, self.splitter),
             ("properties", net.n_props, self.property),
@@ -71,6 +74,33 @@ class Documents:
         for model, n, builder in generated:
             cols[model] = Collection(model, n, builder)
         return cols
+
+    # ------------------------------------------------------------------ poles
+
+    def pole(self, i: int) -> Doc:
+        pl = self.net.poles
+        city = int(pl.project[i])
+        t = int(pl.kind[i])
+        lng, lat = float(pl.lng[i]), float(pl.lat[i])
+        a0, a1 = int(pl.adj_start[i]), int(pl.adj_start[i + 1])
+        usable = bool(pl.usable[i])
+        return {
+            "id": make_id("poles", i),
+            "kind": "Pole",
+            "name": f"{POLE_TYPES[t][1]}{CITIES[city].code}-{i - int(pl.city_start[city]) + 1:06d}",
+            "coords": [lng, lat],
+            "lat": lat,
+            "lng": lng,
+            "project": self.proj_ids[city],
+            "poleType": self.poletype_ids[t],
+            "usable": usable,
+            "adjacents": [make_id("poles", int(j)) for j in pl.adj[a0:a1]],
+            "licensing": {"status": 2 if usable else 1, "protocol": None},
+            "observation": "" if usable else "Poste sem espaço para novos cabos",
+            "tags": [],
+            "createdAt": BASE_TIME,
+            "updatedAt": BASE_TIME,
+        }
 
     # ------------------------------------------------------------------ boxes and splitters
 
@@ -100,7 +130,7 @@ class Documents:
             "shared": False,
             "underground": False,
             "default_reserve": 0,
-            "pole": None,
+            "pole": make_id("poles", int(net.box_pole[b])),
             "tags": [],
             "cables": [make_id("cables", k) for k in range(k0, k1)],
             "address": f"{STREETS[h % len(STREETS)]}, {(h >> 8) % 2000 + 1} - "

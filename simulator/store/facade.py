@@ -119,6 +119,10 @@ class Store:
     def populate(self, model: str, obj: Doc, fields: list[str]) -> Doc:
         return self.queries.populate(model, obj, fields)
 
+    def present(self, model: str, obj: Doc) -> Doc:
+        """obj shaped as OZmap returns it (populated property client, no null ids)."""
+        return self.queries.present(model, obj)
+
     def query(
         self, model: str, flt: Filter, sort: list[tuple[str, int]] | None = None
     ) -> np.ndarray:

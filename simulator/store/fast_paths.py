@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import shapely  # type: ignore[import-untyped]
+import shapely
 
 from simulator import filters as F
 from simulator.filters import Cond, OrGroup
@@ -33,9 +33,10 @@ class FastPaths:
         self.net = docs.net
         self.docs = docs
         self.cols = cols
-        self._kdtree: Any = None
+        self._trees: dict[str, Any] = {}
         self._kd_lock = threading.Lock()
         self.by_model: dict[str, Path] = {
+            "poles": self._poles,
             "boxes": self._boxes,
             "splitters": self._splitters,
             "properties": self._properties,
@@ -141,14 +142,42 @@ class FastPaths:
             return self._all_or_none(net.n_boxes, F.eq("Box", c.value))
         if c.prop in ("draft", "implanted", "certified"):
             return self._bool_mask(getattr(net, "box_" + c.prop), c)
-        if c.prop == "coords" and c.op == "near":
-            lat, lng, radius = c.geo
+        if c.prop == "pole" and c.op in ("=", "in"):
+            vals = c.value if c.op == "in" else [c.value]
+            return np.flatnonzero(np.isin(net.box_pole, self.ns_of("poles", vals)))
+        return self._geo("boxes", c)
+
+    def _poles(self, c: Cond) -> np.ndarray | None:
+        pl = self.net.poles
+        if c.prop == "project":
+            return self._eq_index(c, self.docs.proj_ids, pl.project)
+        if c.prop == "poleType":
+            return self._eq_index(c, self.docs.poletype_ids, pl.kind)
+        if c.prop == "usable":
+            return self._bool_mask(pl.usable, c)
+        if c.prop == "kind" and c.op == "=":
+            return self._all_or_none(self.net.n_poles, F.eq("Pole", c.value))
+        return self._geo("poles", c)
+
+    def _geo(self, model: str, c: Cond) -> np.ndarray | None:
+        """`coords near` (k-d tree) and `coords within` over a model's coordinate arrays."""
+        if c.prop != "coords":
+            return None
+        lat, lng = self.coords(model)
+        if c.op == "near":
+            plat, plng, radius = c.geo
             if radius is None:
-                return np.arange(net.n_boxes, dtype=np.int64)
-            return self._kd_ball(lat, lng, radius)
-        if c.prop == "coords" and c.op == "within":
-            return np.flatnonzero(shapely.intersects_xy(c.geo, net.box_lng, net.box_lat))
+                return np.arange(lat.shape[0], dtype=np.int64)
+            return self._kd_ball(model, plat, plng, radius)
+        if c.op == "within":
+            return np.flatnonzero(shapely.intersects_xy(c.geo, lng, lat))
         return None
+
+    def coords(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lng) arrays of the generated objects of a model with coordinate arrays."""
+        if model == "poles":
+            return self.net.poles.lat, self.net.poles.lng
+        return self.net.box_lat, self.net.box_lng
 
     def _splitters(self, c: Cond) -> np.ndarray | None:
         net = self.net
@@ -205,26 +234,29 @@ class FastPaths:
 
     # ------------------------------------------------------------------ k-d tree
 
-    def kdtree(self) -> Any:
-        """cKDTree over the generated boxes' ECEF coordinates, built on first use."""
+    def kdtree(self, model: str = "boxes") -> Any:
+        """cKDTree over the generated objects' ECEF coordinates (boxes or poles), built once."""
         with self._kd_lock:
-            if self._kdtree is None:
-                from scipy.spatial import cKDTree  # type: ignore[import-untyped]
+            tree = self._trees.get(model)
+            if tree is None:
+                from scipy.spatial import cKDTree
 
-                pts = F.ecef(self.net.box_lat, self.net.box_lng).reshape(-1, 3)
-                self._kdtree = cKDTree(pts)
-            return self._kdtree
+                lat, lng = self.coords(model)
+                tree = self._trees[model] = cKDTree(F.ecef(lat, lng).reshape(-1, 3))
+            return tree
 
-    def _kd_ball(self, lat: float, lng: float, radius: float) -> np.ndarray:
-        if self.net.n_boxes == 0:
+    def _kd_ball(self, model: str, lat: float, lng: float, radius: float) -> np.ndarray:
+        alat, alng = self.coords(model)
+        if alat.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
         p = F.ecef(lat, lng)
         hits = np.asarray(
-            self.kdtree().query_ball_point(p, F.geodesic_to_chord_bound(radius)), dtype=np.int64
+            self.kdtree(model).query_ball_point(p, F.geodesic_to_chord_bound(radius)),
+            dtype=np.int64,
         )
         if hits.size == 0:
             return hits
-        d = F.geodesic_m(lat, lng, self.net.box_lat[hits], self.net.box_lng[hits])
+        d = F.geodesic_m(lat, lng, alat[hits], alng[hits])
         return np.sort(hits[d <= radius])
 
 

@@ -9,9 +9,11 @@ all of that. Every check runs before the first write.
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import TYPE_CHECKING, Any
 
-from simulator import filters as F
+from pyproj import Geod
+
 from simulator.filters import Cond
 from simulator.store.collection import Doc
 from simulator.store.errors import SimError
@@ -20,6 +22,7 @@ from simulator.store.ports import Ports, why_not_free
 if TYPE_CHECKING:
     from simulator.store.writes import Writes
 
+_GEOD = Geod(ellps="WGS84")
 # Request fields that steer the creation and are not part of the property document.
 _REQUEST_ONLY = ("auto_connect", "connector", "port", "force", "drop_poles", "client")
 
@@ -38,11 +41,11 @@ class PropertyWrites:
     def create(self, body: Doc) -> Doc:
         """POST /properties: checks, then client, drop cable, fiber, port and property."""
         project, box = self._project_and_box(body)
+        poles = self._drop_poles(body, box)
         splitter, port = self._choose_port(body, box)
         client, new_client = self._client(body)
         doc = self._property_doc(body, box, client)
         if box is not None:
-            poles = body.get("drop_poles") or []
             fiber = self._lay_drop(doc, project, box, client, splitter, poles)
             if splitter is not None:
                 assert port is not None
@@ -60,6 +63,36 @@ class PropertyWrites:
         if body.get("box") not in (None, ""):
             box = self.collections.ref("boxes", body["box"], "box", 404)
         return project, box
+
+    def _drop_poles(self, body: Doc, box: Doc | None) -> list[Doc]:
+        """The poles of `drop_poles`: a chain of adjacent poles starting at the box's pole."""
+        ids = body.get("drop_poles")
+        if ids in (None, []):
+            return []
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise SimError(400, "properties: 'drop_poles' must be a list of pole ids")
+        if box is None:
+            raise SimError(400, "properties: 'box' is required with 'drop_poles'")
+        poles = []
+        for pid in ids:
+            pole = self.collections.get("poles", pid)
+            if pole is None:
+                raise SimError(400, f"properties: drop_poles: pole {pid!r} not found")
+            poles.append(pole)
+        if ids[0] != box.get("pole"):
+            raise SimError(
+                400,
+                f"properties: drop_poles must start at the pole of box {box['id']} "
+                f"({box.get('pole')!r}), not at {ids[0]!r}",
+            )
+        for a, b in itertools.pairwise(poles):
+            if b["id"] not in (a.get("adjacents") or []):
+                raise SimError(
+                    400,
+                    f"properties: drop_poles: pole {b['id']} is not adjacent to pole {a['id']} "
+                    "(the list must be a chain of adjacent poles from the box to the customer)",
+                )
+        return poles
 
     def _choose_port(self, body: Doc, box: Doc | None) -> tuple[Doc | None, int | None]:
         """The (splitter, port) to connect: asked for with `connector`, or `auto_connect`."""
@@ -143,36 +176,41 @@ class PropertyWrites:
         box: Doc,
         client: Doc | None,
         splitter: Doc | None,
-        poles: list[Any],
+        poles: list[Doc],
     ) -> Doc:
-        """A drop cable from box to the property (along poles if given); returns its fiber."""
+        """A drop cable from box to the property (along poles if given); returns the fiber
+        plugged into the port (the first of the cable's fibers)."""
         cable = self._drop_cable(doc, project, box, client, poles)
-        fiber = self.writes.base("fibers", {})
-        fiber.update(
-            kind="Fiber",
-            name="1",
-            parent=cable["id"],
-            project=project["id"],
-            fiberNumber=1,
-            isDrop=True,
-            connectors=[splitter["id"]] if splitter else [],
-            observation="",
-        )
-        doc["drop"] = cable["id"]
         self.collections.put("cables", cable)
-        self.collections.put("fibers", fiber)
+        # One fiber per fiber of the drop's cable type; the first one goes to the port.
+        fibers = []
+        for number in range(1, int(cable["fiberNumber"]) + 1):
+            fiber = self.writes.base("fibers", {})
+            fiber.update(
+                kind="Fiber",
+                name=str(number),
+                parent=cable["id"],
+                project=project["id"],
+                fiberNumber=number,
+                isDrop=True,
+                connectors=[splitter["id"]] if splitter and number == 1 else [],
+                observation="",
+            )
+            self.collections.put("fibers", fiber)
+            fibers.append(fiber)
+        doc["drop"] = cable["id"]
         box2 = copy.deepcopy(box)
         box2.setdefault("cables", []).append(cable["id"])
         box2["updatedAt"] = doc["updatedAt"]
         self.collections.put("boxes", box2)
-        return fiber
+        return fibers[0]
 
     def _drop_cable(
-        self, doc: Doc, project: Doc, box: Doc, client: Doc | None, poles: list[Any]
+        self, doc: Doc, project: Doc, box: Doc, client: Doc | None, poles: list[Doc]
     ) -> Doc:
         cable_type = project["drop"]["type"]["cableType"]
         ctype = self.collections.get("cable-types", cable_type) or {}
-        length = round(float(F.geodesic_m(box["lat"], box["lng"], doc["lat"], doc["lng"])), 2)
+        length = round(drop_length_m(box, poles, doc), 2)
         cable = self.writes.base("cables", {})
         cable.update(
             kind="Drop",
@@ -182,7 +220,7 @@ class PropertyWrites:
             boxA=box["id"],
             boxB=doc["id"],
             hierarchyLevel=4,
-            fiberNumber=ctype.get("fiberNumber", 1),
+            fiberNumber=int(ctype.get("fiberNumber") or 1),
             looseNumber=1,
             implanted=_implanted(client),
             length=length,
@@ -191,7 +229,7 @@ class PropertyWrites:
             loss=round(length / 1000 * 0.4, 4),
             orientationA="",
             orientationB="",
-            poles=[{"id": p, "reserve": 0} for p in poles],
+            poles=[{"id": p["id"], "reserve": 0} for p in poles],
             ducts=[],
             tags=[],
             observation="",
@@ -265,6 +303,15 @@ class PropertyWrites:
             box2["cables"] = [c for c in box2["cables"] if c != drop_id]
             box2["updatedAt"] = ts
             self.collections.put("boxes", box2)
+
+
+def drop_length_m(box: Doc, poles: list[Doc], prop: Doc) -> float:
+    """Geodesic (WGS84) length of box → each pole in order → the property, in metres."""
+    pts = [(box["lng"], box["lat"]), *((p["lng"], p["lat"]) for p in poles)]
+    pts.append((prop["lng"], prop["lat"]))
+    lngs = [float(p[0]) for p in pts]
+    lats = [float(p[1]) for p in pts]
+    return float(_GEOD.line_length(lngs, lats))
 
 
 def _implanted(client: Doc | None) -> bool:

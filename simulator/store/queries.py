@@ -68,6 +68,19 @@ class Queries:
                 out[f] = [self.collections.get_any(x) or x if isinstance(x, str) else x for x in v]
         return out
 
+    def present(self, model: str, obj: Doc) -> Doc:
+        """obj as OZmap's API returns it (the official SDK's schemas): a property with its FTTH
+        client populated, and no ``null`` where an id is expected (the key is left out)."""
+        nullable = _ID_KEYS.get(model)
+        if not nullable:
+            return obj
+        out = {k: v for k, v in obj.items() if not (k in nullable and v is None)}
+        if model == "properties" and isinstance(out.get("client"), str):
+            client = self.collections.get("ftth-clients", out["client"])
+            if client is not None:
+                out["client"] = client
+        return out
+
     def _resolve_geo(self, flt: Filter) -> Filter:
         out: Filter = []
         for item in flt:
@@ -143,11 +156,11 @@ class Queries:
         lats = np.empty(ns.size)
         lngs = np.empty(ns.size)
         plain = ns < col.n_gen
-        if col.model == "boxes":
-            net = self.fast.net
+        if col.model in ("boxes", "poles"):
+            alat, alng = self.fast.coords(col.model)
             gen = ns[plain]
-            lats[plain] = net.box_lat[gen]
-            lngs[plain] = net.box_lng[gen]
+            lats[plain] = alat[gen]
+            lngs[plain] = alng[gen]
             todo = np.flatnonzero(~plain | np.isin(ns, list(col.overrides)))
         else:
             todo = np.arange(ns.size)
@@ -179,6 +192,13 @@ class Queries:
 
             items.sort(key=key, reverse=direction < 0)
         return np.array([n for n, _ in items], dtype=np.int64)
+
+
+# Id fields that OZmap leaves out rather than sending null (per model).
+_ID_KEYS: dict[str, frozenset[str]] = {
+    "boxes": frozenset({"pole"}),
+    "properties": frozenset({"box", "drop", "pole", "client"}),
+}
 
 
 def _sort_key(values: list[Any]) -> tuple[int, Any]:

@@ -116,6 +116,10 @@ class Writes:
         btype = doc.get("boxType") or self.docs.boxtype_ids[0]
         self.collections.ref("box-types", btype, "boxType")
         doc["boxType"] = btype
+        if doc.get("pole") is None:
+            doc.pop("pole", None)  # OZmap leaves the key out rather than sending null
+        else:
+            self.collections.ref("poles", doc["pole"], "pole")
         doc["kind"] = "Box"
         doc.setdefault("name", f"CTO-NEW-{doc['id'][-6:]}")
         for k, v in (
@@ -126,7 +130,6 @@ class Writes:
             ("shared", False),
             ("underground", False),
             ("default_reserve", 0),
-            ("pole", None),
             ("tags", []),
             ("cables", []),
             ("observation", ""),

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from actions import events
+from tests.support.wait import wait_until
 
 
 @pytest.mark.prefect
@@ -30,13 +30,12 @@ def test_reservation_event_reaches_the_prefect_api(
         event=EventNameFilter(name=[events.RESERVATION_CHANGED]),
         resource=EventResourceFilter(id=[f"erp.reservation.{reservation_id}"]),
     )
-    found = []
-    deadline = time.monotonic() + 60  # the server persists events in batches
-    with get_client(sync_client=True) as client:
-        while not found and time.monotonic() < deadline:
-            found = client.read_events(filter=wanted, limit=10).events
-            if not found:
-                time.sleep(0.5)
+    with get_client(sync_client=True) as client:  # the server persists events in batches
+        found = wait_until(
+            lambda: client.read_events(filter=wanted, limit=10).events,
+            60,
+            "the event never reached the Prefect API",
+        )
     assert len(found) == 1, "the event never reached the Prefect API"
     assert found[0].payload == {
         "reservation_id": reservation_id,

@@ -17,7 +17,7 @@ from cli.main import app
 from domain.feasibility.loader import load_index
 from domain.feasibility.policy import RadiusPolicy
 from domain.units import create_unit
-from tests.domain.reservation_support import settings_pointing_at
+from tests.support.reservations import settings_pointing_at
 
 SPO = "650100000000000000000000"
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)

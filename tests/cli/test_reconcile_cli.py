@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.domain.reconciliation_scenario import plant
+from tests.support.reconciliation_scenario import plant
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from cli.main import app
 from domain import cable_types
 from domain.units import create_unit
 from models import AppUser, PortReservation, UserRole
-from tests.domain.reservation_support import new_box, sale, settings_pointing_at, sim_client
+from tests.support.reservations import new_box, sale, settings_pointing_at, sim_client
 
 
 @pytest.fixture

@@ -8,7 +8,35 @@
 process.env.OZLOGGER_HTTP = process.env.OZLOGGER_HTTP || 'false';
 process.env.OZLOGGER_LEVEL = process.env.OZLOGGER_LEVEL || 'error';
 
-const OZMapSDK = require('@ozmap/ozmap-sdk').default;
+const sdkModule = require('@ozmap/ozmap-sdk');
+const { z } = require('zod');
+
+const OZMapSDK = sdkModule.default;
+// The SDK's PoleSchema says kind "POLE"; the API's documented example and the SDK's own
+// base-point enum say "Pole", which is what the simulator serves: accept both, check the rest.
+const PoleSchema = sdkModule.PoleSchema.extend({ kind: z.enum(['Pole', 'POLE']) });
+const SCHEMAS = {
+  Box: sdkModule.BoxSchema,
+  Splitter: sdkModule.SplitterSchema,
+  Pole: PoleSchema,
+  PoleType: sdkModule.PoleTypeSchema,
+  Project: sdkModule.ProjectSchema,
+  Property: sdkModule.PropertySchema,
+  FTTHClient: sdkModule.FTTHClientSchema,
+  Cable: sdkModule.CableSchema,
+};
+const parsed = {};
+
+// Every object must pass the SDK's schema for its kind (the first failure names the object).
+function conform(kind, objects) {
+  for (const obj of objects) {
+    const res = SCHEMAS[kind].safeParse(obj);
+    if (!res.success) {
+      throw new Error(`${kind} ${obj && obj.id} fails the SDK schema: ${res.error.message}`);
+    }
+  }
+  parsed[kind] = (parsed[kind] || 0) + objects.length;
+}
 
 const url = process.env.OZMAP_URL;
 const apiKey = process.env.OZMAP_KEY;
@@ -72,6 +100,35 @@ async function main() {
   check(near.rows.length > 0 && near.rows[0].id === centre.id, 'near: the centre box first');
   log({ project, inProject: inProject.length, near: near.total });
 
+  step = 'schemas';
+  conform('Box', all);
+  conform('Project', (await sdk.project.find({ limit: 100 })).rows);
+  conform('Splitter', (await sdk.splitter.find({ limit: 200 })).rows);
+  conform('Property', (await sdk.property.find({ limit: 200 })).rows);
+  conform('FTTHClient', (await sdk.ftthClient.find({ limit: 200 })).rows);
+  conform('Cable', (await sdk.cable.find({ limit: 200 })).rows);
+  conform('PoleType', (await sdk.poleType.find({ limit: 10 })).rows);
+  conform('Pole', (await sdk.pole.find({ limit: 500 })).rows);
+  const poleOfBox = await sdk.pole.findById(centre.pole);
+  check(poleOfBox && poleOfBox.coords[0] === centre.coords[0], 'the box stands on its pole');
+  const nearPoles = await sdk.pole.find({
+    limit: 50,
+    filter: [
+      {
+        property: 'coords',
+        operator: 'near',
+        value: { lat: String(centre.lat), lng: String(centre.lng), radius: 200 },
+      },
+    ],
+  });
+  check(nearPoles.rows.length > 0 && nearPoles.rows[0].id === centre.pole, 'near poles');
+  conform('Pole', nearPoles.rows);
+  for (const adj of poleOfBox.adjacents) {
+    const other = await sdk.pole.findById(adj);
+    check(other.adjacents.includes(poleOfBox.id), `adjacency of ${adj} not symmetric`);
+  }
+  log({ parsed });
+
   step = 'choose-port';
   let chosen = null;
   for (const box of inProject) {
@@ -109,6 +166,8 @@ async function main() {
   const spl = await sdk.splitter.findById(chosen.splitter.id);
   const fiber = spl.connectables.output[chosen.port - 1];
   check(fiber === created.connections[0].fiber, 'splitter port does not hold the new fiber');
+  conform('Property', [await sdk.property.findById(created.id)]);
+  conform('Cable', [await sdk.cable.findById(created.drop)]);
   log({ property: created.id, client: created.client, drop: created.drop, fiber });
 
   step = 'occupied-refused';
@@ -130,6 +189,8 @@ async function main() {
   step = 'find-by-code';
   const byCode = (await sdk.apiInstance.get({ route: `properties/client/${encodeURIComponent(code)}` }));
   check(Array.isArray(byCode) && byCode.length === 1 && byCode[0].id === created.id, 'by code');
+  conform('Property', byCode);
+  check(byCode[0].client.code === code, 'by code: the FTTH client is populated');
   const client = await sdk.ftthClient.findOne({
     filter: [{ property: 'code', operator: '=', value: code }],
   });
@@ -166,7 +227,7 @@ async function main() {
   log({ rows: one.rows.length });
 
   step = 'done';
-  log({ ok: true });
+  log({ ok: true, parsed });
 }
 
 main()

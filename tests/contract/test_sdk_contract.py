@@ -4,7 +4,9 @@ The Node script ``sdk_contract.js`` lists and paginates boxes (``find`` and ``fi
 follows ``nextUrl``), filters (equality and ``near`` with string lat/lng, in the GET body as
 the SDK sends them), creates a property with an inline client on a chosen port, is refused
 the same port, finds it by client code, patches and batch-updates the client, deletes it and
-reads the port back as free, then logs in with login/password.
+reads the port back as free, then logs in with login/password. On the way every kind of object
+the simulator serves (boxes, splitters, poles, pole types, projects, properties with their FTTH
+client populated, clients, cables) is parsed with the SDK's own zod schema for it.
 
 Needs Node.js and ``npm ci`` in tests/contract (CI runs it). Locally the test installs the
 package if it can and otherwise skips, saying why; with ``REQUIRE_NODE=1`` it fails instead.
@@ -81,6 +83,11 @@ def test_official_sdk_round_trip(ozmap_sim_factory) -> None:
     assert by_step["done"]["ok"] is True
     assert by_step["find-all"]["rows"] == by_step["find-page"]["total"] == 300
     assert by_step["occupied-refused"]["status"] == 409
+    # Every kind the simulator serves passed the SDK's schema for it (see SCHEMAS in the script).
+    parsed = by_step["done"]["parsed"]
+    kinds = ("Box", "Splitter", "Pole", "PoleType", "Project", "Property", "FTTHClient", "Cable")
+    assert all(parsed.get(k, 0) > 0 for k in kinds), parsed
+    assert parsed["Box"] >= 300
     created = by_step["create-property"]
     # Server side: everything the SDK created is gone again and the port is free.
     state = sim.state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import anyio
@@ -65,13 +66,14 @@ def test_bootstrap_twice_leaves_one_of_everything(prefect_api: str) -> None:
     # Idempotent: the bootstrap's own automations keep their ids; the deployment triggers
     # (e.g. the sync run on ERP events) are recreated by every `prefect deploy`, by Prefect's
     # design, so for those only their names and number must not change.
-    own = {ZOMBIE_AUTOMATION, FAILED_RUN_AUTOMATION}
+    own = {FAILED_RUN_AUTOMATION}
     assert [a for a in first["automations"] if a[0] in own] == [
         a for a in second["automations"] if a[0] in own
     ]
     assert [n for n, _ in first["automations"]] == [n for n, _ in second["automations"]]
     names = [n for n, _ in second["automations"]]
-    assert names.count(ZOMBIE_AUTOMATION) == 1
+    # Replaced by the zombie-sweep deployment: it fired on runs that had already completed.
+    assert names.count(ZOMBIE_AUTOMATION) == 0
     assert names.count(FAILED_RUN_AUTOMATION) == 1
     assert second["limits"] == GLOBAL_CONCURRENCY_LIMITS
     assert set(second["deployments"]) == set(landed)
@@ -94,10 +96,7 @@ def test_bootstrap_twice_leaves_one_of_everything(prefect_api: str) -> None:
             )
 
     by_name = {a.name: a for a in second["automation_objects"]}
-    zombie = by_name[ZOMBIE_AUTOMATION]
-    assert zombie.trigger.posture.value == "Proactive"
-    assert "prefect.flow-run.heartbeat" in zombie.trigger.after
-    assert zombie.actions[0].type == "change-flow-run-state"
+    assert ZOMBIE_AUTOMATION not in by_name
     alert = by_name[FAILED_RUN_AUTOMATION]
     assert alert.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     assert alert.actions[0].type == "run-deployment"
@@ -120,3 +119,33 @@ def test_bootstrap_refuses_without_a_server() -> None:
     with temporary_settings(updates={PREFECT_API_URL: None}), pytest.raises(BootstrapError) as e:
         bootstrap(echo=lambda _m: None)
     assert "PREFECT_API_URL" in str(e.value)
+
+
+def test_bootstrap_for_serve_creates_no_work_pool(prefect_api: str) -> None:
+    """`serve` and the demo run flows without a pool: a pool nobody works shows red."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from deployments.bootstrap import ALERT_DEPLOYMENT
+    from deployments.registry import by_name
+
+    async def drop_pool() -> None:
+        async with get_client() as client:
+            with contextlib.suppress(ObjectNotFound):
+                await client.delete_work_pool(WORK_POOL)
+
+    async def pool_exists() -> bool:
+        async with get_client() as client:
+            try:
+                await client.read_work_pool(WORK_POOL)
+            except ObjectNotFound:
+                return False
+            return True
+
+    anyio.run(drop_pool)
+    by_name(ALERT_DEPLOYMENT).to_runner_deployment(schedules=False).apply()
+    messages: list[str] = []
+    bootstrap(deploy=False, echo=messages.append)
+    assert not anyio.run(pool_exists)
+    assert not [m for m in messages if WORK_POOL in m]
+    assert any(FAILED_RUN_AUTOMATION in m for m in messages)

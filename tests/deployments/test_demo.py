@@ -55,7 +55,7 @@ def test_seed_covers_every_stage_and_is_idempotent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from config import reset_settings_cache
-    from deployments.demo import _push_now
+    from deployments.demo_setup import _push_now
     from models.db import session_scope
     from ozmap.client import OZmapClient
 
@@ -94,6 +94,7 @@ def test_seed_covers_every_stage_and_is_idempotent(
 
 
 @pytest.mark.prefect
+@pytest.mark.timeout(900)  # a whole Prefect server and every pipeline: minutes on a busy machine
 def test_demo_once_runs_every_pipeline_and_leaves_ozmap_consistent(tmp_path: Path) -> None:
     import psutil
 
@@ -106,7 +107,7 @@ def test_demo_once_runs_every_pipeline_and_leaves_ozmap_consistent(tmp_path: Pat
         "--prefect-port", str(ports[0]), "--api-port", str(ports[1]),
         "--ozmap-port", str(ports[2]), "--boxes", "1500", "--report-json", str(report_path),
     ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
 

@@ -33,8 +33,8 @@ from models import (
 )
 from ozmap import OZmapClient
 from ozmap.models import CableType
-from tests import factories as f
-from tests.domain.approval_support import (
+from tests.support import factories as f
+from tests.support.approval import (
     activations_per_reservation,
     approvals_per_contract,
     failing_contract,

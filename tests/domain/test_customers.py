@@ -8,9 +8,19 @@ import pytest
 from sqlmodel import Session, func, select
 from validate_docbr import CNPJ, CPF
 
-from domain.customers import CustomerIn, parse, register_customer, search_customers
-from domain.errors import Conflict, InvalidInput
-from models import Address, AuditLog, Customer, CustomerPhone
+from domain.customers import (
+    AddressIn,
+    CustomerIn,
+    get_customer,
+    parse,
+    register_customer,
+    search_customers,
+    update_address,
+)
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from domain.users import Principal
+from models import Address, AuditLog, Customer, CustomerPhone, UserRole
+from tests.support.reservations import user
 
 VALID_CPF = CPF().generate(mask=True)
 VALID_CNPJ = CNPJ().generate(mask=True)
@@ -115,3 +125,81 @@ def test_same_document_twice_is_a_conflict(session: Session) -> None:
         register_customer(session, parse(CustomerIn, _payload(name="Other")), actor="s")
     session.rollback()
     assert _counts(session) == (1, 1, 1)
+
+
+def _seller(session: Session) -> Principal:
+    return user(session, "seller", UserRole.SELLER)
+
+
+def _address(**over: object) -> AddressIn:
+    data = {**_payload()["address"], **over}  # type: ignore[dict-item]
+    return parse(AddressIn, data)  # type: ignore[return-value]
+
+
+def test_an_address_change_geocodes_the_customer_and_is_audited(session: Session) -> None:
+    plain = {k: v for k, v in _payload()["address"].items() if k not in ("latitude", "longitude")}  # type: ignore[union-attr]
+    view = register_customer(session, parse(CustomerIn, _payload(address=plain)), actor="s")
+    address_id = view.address["id"]  # type: ignore[index]
+    assert view.address["geocoded"] is False  # type: ignore[index]
+
+    changed = update_address(
+        session, view.id, _address(number="1100", latitude=-23.5617, longitude=-46.6559),
+        actor=_seller(session),
+    )  # fmt: skip
+    session.commit()
+    assert changed.address["id"] == address_id  # the same row: contracts keep pointing at it
+    assert (changed.address["number"], changed.address["geocoded"]) == ("1100", True)
+    assert (changed.address["latitude"], changed.address["longitude"]) == (-23.5617, -46.6559)
+    entry = session.exec(select(AuditLog).where(AuditLog.action == "customer.address")).one()
+    assert (entry.actor, entry.entity, entry.entity_id) == ("seller", "customer", str(view.id))
+    assert entry.before["number"] == "1000" and entry.before["geocoded"] is False
+    assert entry.after["number"] == "1100" and entry.after["latitude"] == -23.5617
+
+
+def test_an_address_change_adds_the_first_address(session: Session) -> None:
+    view = register_customer(session, parse(CustomerIn, _payload(address=None)), actor="s")
+    changed = update_address(
+        session, view.id, _address(latitude=-23.5613, longitude=-46.6565), actor=_seller(session)
+    )
+    assert changed.address["geocoded"] is True  # type: ignore[index]
+    entry = session.exec(select(AuditLog).where(AuditLog.action == "customer.address")).one()
+    assert entry.before is None and entry.after["street"] == "Av. Paulista"
+
+
+def test_only_sellers_and_admins_change_an_address(session: Session) -> None:
+    view = register_customer(session, parse(CustomerIn, _payload()), actor="s")
+    with pytest.raises(Forbidden):
+        update_address(session, view.id, _address(), actor=user(session, "t", UserRole.TECHNICIAN))
+    admin = user(session, "root", UserRole.ADMIN)
+    assert (
+        update_address(session, view.id, _address(number="7"), actor=admin).address["number"] == "7"
+    )  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "words"),
+    [
+        ({"latitude": 95.0}, "latitude", "between -90 and 90"),
+        ({"latitude": math.nan}, "latitude", "finite"),
+        ({"longitude": -200.0}, "longitude", "between -180 and 180"),
+        ({"latitude": -46.6, "longitude": -23.5}, "latitude", "swapped"),
+        ({"latitude": 48.85, "longitude": 2.35}, "latitude", "outside Brazil"),
+        ({"longitude": None}, "latitude", "give both"),
+    ],
+)
+def test_an_address_change_is_validated_like_a_registration(
+    session: Session, over: dict[str, object], field: str, words: str
+) -> None:
+    view = register_customer(session, parse(CustomerIn, _payload()), actor="s")
+    session.commit()
+    with pytest.raises(InvalidInput) as info:
+        update_address(session, view.id, _address(**over), actor=_seller(session))
+    assert info.value.field == field and words in str(info.value)
+    session.rollback()
+    assert get_customer(session, view.id).address == view.address
+    assert not session.exec(select(AuditLog).where(AuditLog.action == "customer.address")).all()
+
+
+def test_an_address_change_of_an_unknown_customer_is_not_found(session: Session) -> None:
+    with pytest.raises(NotFound, match="customer 999 does not exist"):
+        update_address(session, 999, _address(), actor=_seller(session))

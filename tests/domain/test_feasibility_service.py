@@ -15,7 +15,7 @@ from domain.feasibility.index import FeasibilityIndex
 from domain.feasibility.policy import RadiusPolicy
 from domain.units import create_unit
 from models import Address, Customer, DocumentKind, Unit
-from tests import factories as f
+from tests.support import factories as f
 
 GEOD = Geod(ellps="WGS84")
 CENTRE = (-23.5505, -46.6333)

@@ -21,8 +21,14 @@ from domain.reconciliation.staging import ReadModel
 from domain.reconciliation.steps import LocalSteps
 from models import Discrepancy, OutboxEvent, OutboxStatus, ReconciliationRun, RunStatus
 from ozmap import AsyncOZmapClient
-
-from .reconciliation_scenario import PREFIX, UNIT, Scenario, async_factory, plant, sync_client
+from tests.support.reconciliation_scenario import (
+    PREFIX,
+    UNIT,
+    Scenario,
+    async_factory,
+    plant,
+    sync_client,
+)
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -32,8 +32,8 @@ from models import (
 )
 from models.base import utcnow
 from ozmap import OZmapClient
-from tests import factories
-from tests.domain.reservation_support import counts, new_box, sale, sim_client, user
+from tests.support import factories
+from tests.support.reservations import counts, new_box, sale, sim_client, user
 
 
 @pytest.fixture

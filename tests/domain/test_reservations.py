@@ -33,8 +33,8 @@ from models import (
 )
 from ozmap import OZmapClient
 from ozmap.models import ReserveRequest
-from tests import factories
-from tests.domain.reservation_support import SimBox, counts, new_box, sale, sim_client, user
+from tests.support import factories
+from tests.support.reservations import SimBox, counts, new_box, sale, sim_client, user
 
 
 @pytest.fixture

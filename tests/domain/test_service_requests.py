@@ -21,8 +21,8 @@ from models import (
     ServiceRequestStatus,
     UserRole,
 )
-from tests import factories
-from tests.domain.reservation_support import counts, sale, user
+from tests.support import factories
+from tests.support.reservations import counts, sale, user
 
 
 class Desk:

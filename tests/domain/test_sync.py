@@ -25,8 +25,8 @@ from domain.outbox import (
 from models import OutboxEvent, OutboxStatus, PortReservation, SyncState
 from models.base import utcnow
 from ozmap.models import ReserveRequest
-
-from .sync_support import FAST_BACKOFF, Erp, free_ports, sim_client
+from tests.support.sync import FAST_BACKOFF, Erp, free_ports, sim_client
+from tests.support.wait import wait_until
 
 LEASE = 300.0
 
@@ -326,8 +326,12 @@ def test_leases_of_a_slow_batch_are_renewed(engine, erp, sim) -> None:
     worker.start()
     stolen: list[int] = []
     try:
-        while not _claimed_by(engine, "slow"):
-            time.sleep(0.01)
+        wait_until(
+            lambda: _claimed_by(engine, "slow"),
+            30,
+            "the slow worker claimed nothing",
+            max_interval=0.01,
+        )
         while worker.is_alive():  # a rival worker keeps trying to claim
             stolen.extend(claim_batch(engine, worker_id="rival", batch_size=10))
             time.sleep(0.05)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,8 +19,7 @@ from sqlmodel import Session
 
 from domain.outbox import DrainReport, drain, push_now
 from models import OutboxEvent, OutboxStatus
-
-from .sync_support import (
+from tests.support.sync import (
     FAST_BACKOFF,
     Erp,
     assert_ozmap_matches_erp,
@@ -30,6 +28,7 @@ from .sync_support import (
     sim_client,
     statuses,
 )
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +95,7 @@ def test_500_mixed_actions_under_faults_end_as_the_erp_says(engine, ozmap_sim_fa
                     drain(engine, client, worker_id="bg", batch_size=25, concurrency=4,
                           max_attempts=60, backoff=FAST_BACKOFF)
                 )  # fmt: skip
-                time.sleep(0.2)
+                stop.wait(0.2)  # the schedule's interval; ends at once when the test stops it
 
     worker = threading.Thread(target=scheduled_worker, daemon=True)
     worker.start()
@@ -190,14 +189,18 @@ def test_worker_killed_mid_batch_and_restarted(engine, ozmap_sim_factory) -> Non
     sim.set_faults(latency_ms=40)
     victim = _worker(engine, sim, "victim", until_settled=True)
     try:
-        deadline = time.monotonic() + 60
-        while _count(engine, OutboxStatus.DONE) < 5:
+
+        def delivered_some() -> bool:
             assert victim.poll() is None, victim.stderr.read() if victim.stderr else ""
-            assert time.monotonic() < deadline, "the worker delivered nothing within 60 s"
-            time.sleep(0.02)
-        while _count(engine, OutboxStatus.IN_PROGRESS, "victim") == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+            return _count(engine, OutboxStatus.DONE) >= 5
+
+        wait_until(delivered_some, 60, "the worker delivered nothing")
+        wait_until(
+            lambda: _count(engine, OutboxStatus.IN_PROGRESS, "victim"),
+            60,
+            "the worker never held a lease",
+            max_interval=0.005,  # the kill must land while a batch is in flight
+        )
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
     finally:
@@ -277,8 +280,8 @@ def test_service_actions_reach_ozmap_under_faults(engine, ozmap_sim_factory) -> 
     from domain.errors import ExternalUnavailable
     from domain.outbox import push_pending
     from models import CancelScope, UserRole
-    from tests import factories
-    from tests.domain.reservation_support import new_box, sale, user
+    from tests.support import factories
+    from tests.support.reservations import new_box, sale, user
 
     sim = ozmap_sim_factory(boxes=20, seed=17)
     with Session(engine) as s:

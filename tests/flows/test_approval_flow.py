@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from models import Contract, ContractStage, ReservationStatus, ServiceRequestStatus, SyncState
 from ozmap import OZmapClient
-from tests import factories as f
-from tests.domain.approval_support import (
+from tests.support import factories as f
+from tests.support.approval import (
     activations_per_reservation,
     approvals_per_contract,
     failing_contract,

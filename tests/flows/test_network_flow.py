@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -15,6 +14,7 @@ from sqlmodel import Session, select
 from domain.network_cache.store import current_generation
 from domain.units import create_unit
 from models import NetworkBox
+from tests.support.wait import wait_until
 
 pytestmark = [
     pytest.mark.prefect,
@@ -83,13 +83,10 @@ def _events(name: str, since_run: Any) -> list[Any]:
         event=EventNameFilter(name=[name]),
         related=EventRelatedFilter(id=[f"prefect.flow-run.{since_run.state_details.flow_run_id}"]),
     )
-    deadline = time.monotonic() + 20  # events reach the API asynchronously
-    with get_client(sync_client=True) as client:
-        while True:
-            found = client.read_events(filter=flt, limit=10).events
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.5)
+    with get_client(sync_client=True) as client:  # events reach the API asynchronously
+        return wait_until(
+            lambda: client.read_events(filter=flt, limit=10).events, 20, f"no {name} event"
+        )
 
 
 def test_full_then_incremental_refresh_complete_with_artifacts_and_signal(

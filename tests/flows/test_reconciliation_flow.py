@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -13,7 +12,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Discrepancy, OutboxEvent, ReconciliationRun, RunStatus
-from tests.domain.reconciliation_scenario import plant
+from tests.support.reconciliation_scenario import plant
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(600)]
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
@@ -59,13 +59,10 @@ def _events(name: str, resource_id: str) -> list[Any]:
     flt = EventFilter(
         event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource_id])
     )
-    deadline = time.monotonic() + 20  # events reach the API asynchronously
-    with get_client(sync_client=True) as client:
-        while True:
-            found = client.read_events(filter=flt, limit=50).events
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.5)
+    with get_client(sync_client=True) as client:  # events reach the API asynchronously
+        return wait_until(
+            lambda: client.read_events(filter=flt, limit=50).events, 20, f"no {name} event"
+        )
 
 
 @SQLITE_ONLY

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from models import OutboxEvent, OutboxStatus, PortReservation, SyncState
 from ozmap.models import ReserveRequest
-from tests.domain.sync_support import Erp, free_ports, sim_client
+from tests.support.sync import Erp, free_ports, sim_client
 
 pytestmark = pytest.mark.prefect
 

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from domain.errors import Conflict
 from domain.reservation_rows import insert_reservation
-from tests import factories as f
+from tests.support import factories as f
 
 
 def test_two_transactions_reserving_the_same_port(pg_engine: sa.Engine) -> None:

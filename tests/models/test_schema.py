@@ -20,7 +20,7 @@ from models import (
     ReservationStatus,
 )
 from models.migrate import current_revision, head_revision
-from tests import factories as f
+from tests.support import factories as f
 
 
 def test_migrated_schema_matches_models(engine: sa.Engine) -> None:

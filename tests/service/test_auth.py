@@ -20,8 +20,8 @@ from sqlmodel import Session, select
 from models import AppUser, UserRole
 from service.app import create_app
 from service.auth import current_principal
-from tests.domain.reservation_support import settings_pointing_at
 from tests.fixtures.service import ApiServer
+from tests.support.reservations import settings_pointing_at
 
 USERS = {
     "seller": UserRole.SELLER,

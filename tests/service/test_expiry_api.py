@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.domain.reservation_support import new_box
 from tests.fixtures.service import ApiServer
 from tests.service.test_reservations_api import _open_sale, _refused, oz_env, unit  # noqa: F401
+from tests.support.reservations import new_box
 
 
 def test_extend_and_expires_at(

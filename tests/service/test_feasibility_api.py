@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,8 +20,9 @@ from domain.units import create_unit
 from domain.users import rotate_token
 from models import Address, NetworkBox
 from service import map_links
-from tests import factories as f
 from tests.fixtures.service import ApiServer
+from tests.support import factories as f
+from tests.support.wait import wait_until
 
 GEOD = Geod(ellps="WGS84")
 CENTRE = (-23.5505, -46.6333)
@@ -279,13 +279,12 @@ def test_the_index_reloads_after_a_refresh_without_a_restart(
     with engine.begin() as conn:  # what a refresh does: write, then bump the generation
         upsert(conn, NetworkBox.__table__, [_row(9, 50.0, 0, "p-spo", free=2)])  # type: ignore[attr-defined]
     bump_generation(engine)
-    deadline = time.monotonic() + 20
-    while True:
+
+    def reloaded() -> dict[str, Any] | None:
         body = seller.get("/feasibility", params=params).json()  # served throughout
-        if body["index"]["generation"] == 2:
-            break
-        assert time.monotonic() < deadline, "the index did not reload within 20 s"
-        time.sleep(0.2)
+        return body if body["index"]["generation"] == 2 else None
+
+    body = wait_until(reloaded, 20, "the index did not reload")
     assert [b["name"] for b in body["boxes"]] == ["CTO-01", "CTO-09"]
     assert body["index"]["boxes"] == 6
 

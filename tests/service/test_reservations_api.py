@@ -17,8 +17,8 @@ from sqlmodel import Session, select
 
 from domain.units import create_unit
 from models import AuditLog, OutboxEvent, PortReservation, ServiceRequest
-from tests.domain.reservation_support import counts, new_box, sale, settings_pointing_at
 from tests.fixtures.service import ApiServer
+from tests.support.reservations import counts, new_box, sale, settings_pointing_at
 
 HAS_SYNC_ENGINE = importlib.util.find_spec("domain.outbox") is not None
 

@@ -14,9 +14,9 @@ from config import reset_settings_cache
 from models import AuditLog, ReservationStatus, ServiceRequestStatus
 from ozmap import OZmapClient
 from ozmap.factory import close_clients
-from tests import factories as f
-from tests.domain.approval_support import activations_per_reservation, make_contract
 from tests.fixtures.service import ApiServer
+from tests.support import factories as f
+from tests.support.approval import activations_per_reservation, make_contract
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ def test_changes_survive_a_restart(tmp_path) -> None:
         assert w.get(f"/properties/{prop['id']}").json() == prop | {
             "updatedAt": w.get(f"/properties/{prop['id']}").json()["updatedAt"],
             "connections": [prop["connections"][0] | {"implanted": True}],
+            "client": client_before,  # property reads populate the client (SDK's schema)
         }
         assert w.get(f"/ftth-clients/{prop['client']}").json() == client_before
         assert w.get(f"/properties/{generated['id']}").status_code == 404

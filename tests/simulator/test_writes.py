@@ -155,7 +155,7 @@ def test_client_by_id_and_by_code(w) -> None:
     assert w.get("/properties/client/NOPE").json() == []
     generated = w.get("/ftth-clients", params={"limit": 1}).json()["rows"][0]
     by_code = w.get(f"/properties/client/{generated['code']}").json()
-    assert len(by_code) == 1 and by_code[0]["client"] == generated["id"]
+    assert len(by_code) == 1 and by_code[0]["client"]["id"] == generated["id"]  # populated
 
 
 def test_delete_property_removes_everything_and_frees_the_port(fresh, w) -> None:

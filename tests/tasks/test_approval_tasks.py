@@ -15,8 +15,8 @@ from models import Contract, ContractStage, ServiceRequestStatus
 from ozmap.errors import OZmapAuthError, OZmapUnavailable
 from tasks.approval import approve_chunk, plan_approval, select_contracts
 from tasks.policy import retry_if_transient
-from tests import factories as f
-from tests.domain.approval_support import make_contract
+from tests.support import factories as f
+from tests.support.approval import make_contract
 
 T = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
 

@@ -35,7 +35,7 @@ from models import (
 )
 from models.base import utcnow
 from ozmap import OZmapClient
-from tests import factories
+from tests.support import factories
 
 FAST_BACKOFF = Backoff(base_seconds=0.01, cap_seconds=0.05)
 _codes = itertools.count(1)

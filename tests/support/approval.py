@@ -21,7 +21,7 @@ from models import (
     ServiceRequestStatus,
     SyncState,
 )
-from tests import factories as f
+from tests.support import factories as f
 
 _ports = itertools.count(1)
 

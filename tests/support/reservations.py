@@ -28,7 +28,7 @@ from models import (
 )
 from ozmap import OZmapClient
 from ozmap.factory import close_clients
-from tests import factories
+from tests.support import factories
 
 _boxes = itertools.count(1)
 
