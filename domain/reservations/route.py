@@ -14,7 +14,6 @@ from typing import Final
 
 from domain.errors import InvalidInput
 from domain.feasibility.pole_query import PoleNetwork, RouteMode
-from domain.feasibility.policy import FeasibilityUnavailable
 
 # How far a route is searched when the box's project sets no maximum drop size.
 DEFAULT_ROUTE_BOUND_M: Final = 3000.0
@@ -44,9 +43,10 @@ def drop_route(
         )
     if drop_poles is None and how == RouteMode.RADIUS:
         return None
-    if network is None:
-        raise FeasibilityUnavailable(
+    if network is None:  # a refusal of this request (422), not an outage (5xx)
+        raise InvalidInput(
             "a drop along the poles needs the poles: the network cache has none",
+            field="drop_poles" if drop_poles is not None else "mode",
             hint="run a network refresh (`erp-ozmap network refresh --full`), or reserve "
             "without mode/drop_poles",
         )

@@ -106,6 +106,10 @@ def test_explicit_drop_poles_are_checked_and_refusals_write_nothing(
             _reserve(s, unit_id, lat, lng, box_id=box_id, ozmap=client,
                      drop_poles=list(reversed(expected)), network=network)  # fmt: skip
         s.rollback()
+        with pytest.raises(InvalidInput, match="needs the poles"):
+            _reserve(s, unit_id, lat, lng, box_id=box_id, ozmap=client, mode="poles",
+                     network=None)  # fmt: skip
+        s.rollback()
         with pytest.raises(InvalidInput, match="mode must be one of"):
             _reserve(s, unit_id, lat, lng, box_id=box_id, ozmap=client, mode="air",
                      network=network)  # fmt: skip
