@@ -244,12 +244,15 @@ def coverage(
     radius: float | None = typer.Option(None, "--radius", "-r", help="metres"),
     unit: str | None = typer.Option(None, "--unit", "-u", help="unit code (Local)"),
     output_dir: str = typer.Option("reports/coverage", "--output-dir", "-o"),
+    mode: str | None = typer.Option(
+        None, "--mode", help="radius (default) or poles: adds the route to the nearest box"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print the counts as JSON"),
 ) -> None:
     """Coverage report: nearest box and boxes with free ports for each address of a file."""
     with Session(get_engine()) as session:
         report = coverage_report(
-            session, input_path, output_dir=output_dir, radius_m=radius, unit=unit
+            session, input_path, output_dir=output_dir, radius_m=radius, unit=unit, mode=mode
         )
     if json_out:
         print_json(report.to_dict())

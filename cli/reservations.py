@@ -22,6 +22,8 @@ from cli.common import console, friendly_errors, offset, print_json, record_id, 
 from config import get_settings
 from domain import cable_types, reservations, service_requests
 from domain.errors import NotFound
+from domain.feasibility.loader import load_index
+from domain.feasibility.policy import RadiusPolicy
 from domain.users import Principal, cli_admin
 from models import AppUser, CancelScope, ServiceRequestStatus
 from models.db import session_scope
@@ -75,14 +77,25 @@ def reserve_cmd(
     force: bool = typer.Option(
         False, "--force", help="admins only: take a port the unit keeps free (audited)"
     ),
+    mode: str | None = typer.Option(
+        None, "--mode", help="poles: the drop follows the shortest route along the poles"
+    ),
+    drop_pole: list[str] | None = typer.Option(
+        None, "--drop-pole", help="explicit route, from the box's pole (repeat, in order)"
+    ),
     as_user: str | None = AS_USER,
 ) -> None:
     """Reserve a port (the first free one unless --splitter/--port) for a contract."""
     with acting(as_user) as (session, actor):
+        network = None
+        if drop_pole or (mode or "").strip().lower() == "poles":
+            index = load_index(session, radius_policy=RadiusPolicy.from_settings())
+            network = index.poles
         session.commit()  # end the look-up's transaction: no lock waits on OZmap
         r = reservations.reserve(
             session, contract_id=contract_id, box_id=box, splitter_id=splitter, port=port,
-            actor=actor, ozmap=client_for(get_settings()), force=force,
+            actor=actor, ozmap=client_for(get_settings()), force=force, mode=mode,
+            drop_poles=drop_pole or None, network=network,
         )  # fmt: skip
         rid, who = r.id, actor.username
     _after_reservation_action(rid, "reserve", who)  # type: ignore[arg-type]

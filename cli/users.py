@@ -129,10 +129,17 @@ def update_unit_cmd(
         "--keep-free-ports",
         help=f"ports each box keeps free, 0..{unit_ops.MAX_KEEP_FREE_PORTS}",
     ),
+    feasibility_mode: str | None = typer.Option(
+        None, "--feasibility-mode", help="default feasibility mode of the unit: radius or poles"
+    ),
 ) -> None:
     """Change a unit's settings (audited)."""
     with admin_session() as (session, admin):
         unit = unit_ops.update_unit(
-            session, code, keep_free_ports=keep_free_ports, actor=admin.username
-        )
-    console.print(f"unit [bold]{unit.code}[/]: keeps {unit.keep_free_ports} port(s) free per box")
+            session, code, keep_free_ports=keep_free_ports, feasibility_mode=feasibility_mode,
+            actor=admin.username,
+        )  # fmt: skip
+    console.print(
+        f"unit [bold]{unit.code}[/]: keeps {unit.keep_free_ports} port(s) free per box, "
+        f"feasibility mode {unit.feasibility_mode}"
+    )

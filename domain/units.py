@@ -6,9 +6,11 @@ from sqlmodel import Session, col, select
 
 from domain import audit
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.feasibility.service import MODES
 from models import Unit, UnitProject
 
 MAX_KEEP_FREE_PORTS = 64
+_SETTINGS = ("keep_free_ports", "feasibility_mode")
 
 
 def create_unit(
@@ -58,9 +60,15 @@ def list_units(session: Session) -> list[tuple[Unit, list[str]]]:
 
 
 def update_unit(
-    session: Session, code: str, *, keep_free_ports: int | None = None, actor: str
+    session: Session,
+    code: str,
+    *,
+    keep_free_ports: int | None = None,
+    feasibility_mode: str | None = None,
+    actor: str,
 ) -> Unit:
-    """Change a unit's settings (today: the ports each box keeps free); audited."""
+    """Change a unit's settings (the ports each box keeps free, the default feasibility
+    mode: "radius" or "poles"); audited."""
     unit = session.exec(
         select(Unit).where(Unit.code == code.strip().upper()).with_for_update()
     ).first()
@@ -73,9 +81,17 @@ def update_unit(
             f"keep_free_ports must be 0..{MAX_KEEP_FREE_PORTS}; got {keep_free_ports}",
             field="keep_free_ports",
         )
-    before = audit.snapshot(unit, ("keep_free_ports",))
+    mode = feasibility_mode.strip().lower() if isinstance(feasibility_mode, str) else None
+    if feasibility_mode is not None and mode not in MODES:
+        raise InvalidInput(
+            f"feasibility_mode must be one of {', '.join(MODES)} (got {feasibility_mode!r})",
+            field="feasibility_mode",
+        )
+    before = audit.snapshot(unit, _SETTINGS)
     if keep_free_ports is not None:
         unit.keep_free_ports = keep_free_ports
+    if mode is not None:
+        unit.feasibility_mode = mode
     session.add(unit)
     session.flush()
     audit.record(
@@ -85,6 +101,14 @@ def update_unit(
         entity="unit",
         entity_id=unit.id,
         before=before,
-        after=audit.snapshot(unit, ("keep_free_ports",)),
+        after=audit.snapshot(unit, _SETTINGS),
     )
     return unit
+
+
+def feasibility_modes(session: Session) -> dict[str, str]:
+    """Active unit code → its default feasibility mode."""
+    rows = session.exec(
+        select(Unit.code, Unit.feasibility_mode).where(Unit.active == True)  # noqa: E712
+    ).all()
+    return dict(rows)

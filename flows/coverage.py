@@ -4,8 +4,9 @@ Entrypoint: ``flows/coverage.py:coverage_report``. Parameters: ``input_path`` (a
 latitude/longitude columns or a GeoPackage of points, on the machine that runs the flow),
 ``radius`` (metres; default and maximum from the settings), ``unit`` (only that unit's OZmap
 projects; empty = every box in the cache) and ``output_dir`` (where
-``<input>-coverage.gpkg`` and ``<input>-coverage.csv`` go). Uses the network cache as the last
-refresh left it. Artifact: ``coverage-report-summary`` (markdown).
+``<input>-coverage.gpkg`` and ``<input>-coverage.csv`` go) and ``mode`` (``poles`` adds the
+route along the poles to the nearest sellable box: ``nearest_route_*`` columns). Uses the
+network cache as the last refresh left it. Artifact: ``coverage-report-summary`` (markdown).
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def coverage_report(
     radius: float | None = None,
     unit: str | None = None,
     output_dir: str = DEFAULT_OUTPUT_DIR,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """One coverage run; returns its counts and output paths."""
-    report = t.compute_coverage(input_path, radius, unit, output_dir)
+    report = t.compute_coverage(input_path, radius, unit, output_dir, mode)
     create_markdown_artifact(
         key=SUMMARY_KEY, markdown=report.markdown(), description=report.one_line()
     )

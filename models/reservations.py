@@ -72,6 +72,10 @@ class PortReservation(SQLModel, table=True):
     extensions: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # When the "about to expire" warning went out (once per expiry; an extension clears it).
     expiry_warned_at: datetime | None = ts_column()
+    # The drop along the poles when reserved in pole mode or with explicit poles (None: the
+    # straight drop); pole ids from the box's pole to the pole next to the customer.
+    route_m: float | None = Field(default=None)
+    drop_poles: list[str] | None = Field(default=None, sa_type=sa.JSON)
 
     def touch(self) -> None:
         self.updated_at = utcnow()

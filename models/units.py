@@ -27,6 +27,10 @@ class Unit(SQLModel, table=True):
     # Ports every box of the unit keeps free (not sold without an admin's `force`).
     keep_free_ports: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = ts_column(nullable=False, default_now=True)
+    # Feasibility mode when a query names this unit and no mode: "radius" or "poles".
+    feasibility_mode: str = Field(
+        default="radius", max_length=8, sa_column_kwargs={"server_default": "radius"}
+    )
 
 
 class UnitProject(SQLModel, table=True):

@@ -30,6 +30,7 @@ from domain.feasibility.loader import load_index
 from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
 from domain.feasibility.service import active_units, keep_free_by_unit
 from domain.network_cache.store import current_generation
+from domain.units import feasibility_modes
 
 log = logging.getLogger("erp_ozmap.feasibility")
 
@@ -59,6 +60,7 @@ class FeasibilityIndexService:
         # unit then needs no database round trip (an unknown code is still looked up).
         self.units: dict[str, tuple[str, ...]] = {}
         self.keep_free: dict[str, int] = {}  # unit code → ports kept free (re-read likewise)
+        self.unit_modes: dict[str, str] = {}  # active unit code → its default mode
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._check_lock = threading.Lock()
@@ -138,7 +140,8 @@ class FeasibilityIndexService:
     def refresh_units(self) -> None:
         with Session(self.engine) as session:
             units, keep_free = active_units(session), keep_free_by_unit(session)
-        self.units, self.keep_free = units, keep_free
+            unit_modes = feasibility_modes(session)
+        self.units, self.keep_free, self.unit_modes = units, keep_free, unit_modes
 
     def _check(self) -> None:
         try:

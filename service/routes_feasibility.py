@@ -83,7 +83,7 @@ async def _plan(
     policy = service.index.radius_policy
     params.setdefault("default_mode", get_settings().feasibility_default_mode)
     unit = params.get("unit")
-    params.update(units=service.units, keep_free=service.keep_free)
+    params.update(units=service.units, keep_free=service.keep_free, unit_modes=service.unit_modes)
     if params.get("customer_id") is None and (
         unit is None or not unit.strip() or unit.strip().upper() in service.units
     ):
@@ -187,11 +187,15 @@ async def signed_link(
     )
 
 
-def _page(request: Request, result: fs.FeasibilityResult, title: str) -> HTMLResponse:
+def _page(
+    request: Request, result: fs.FeasibilityResult, title: str, service: FeasibilityIndexService
+) -> HTMLResponse:
     q = result.query
+    network = service.index.poles
+    routes = network.route_lines(q.lat, q.lng, result.routes) if network and result.routes else ()
     page = render_feasibility_map(
         q.lat, q.lng, q.radius_m, result.hits,
-        static_url=request.scope.get("root_path", "") + "/static", title=title,
+        static_url=request.scope.get("root_path", "") + "/static", title=title, routes=routes,
     )  # fmt: skip
     return HTMLResponse(page, headers=_PAGE_HEADERS)
 
@@ -210,6 +214,7 @@ def feasibility_map(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
+    mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
@@ -219,9 +224,10 @@ def feasibility_map(
     header. Leaflet is served from `/static`: markers render without internet."""
     result = fs.check_feasibility(
         session, service.index, lat=lat, lng=lng, radius_m=radius, unit=unit,
-        only_available=only_available, limit=limit,
+        only_available=only_available, limit=limit, mode=mode,
+        default_mode=get_settings().feasibility_default_mode, unit_modes=service.unit_modes,
     )  # fmt: skip
-    return _page(request, result, "Feasibility (viabilidade)")
+    return _page(request, result, "Feasibility (viabilidade)", service)
 
 
 @router.get(
@@ -237,6 +243,7 @@ def customer_feasibility_map(
     unit: Unit = None,
     only_available: OnlyAvailable = False,
     limit: Limit = None,
+    mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
     _: Principal = Depends(require_role(*_ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
@@ -244,9 +251,10 @@ def customer_feasibility_map(
     """Like `/feasibility/map`, centred on the customer's registered address."""
     result = fs.check_feasibility(
         session, service.index, customer_id=customer_id, radius_m=radius, unit=unit,
-        only_available=only_available, limit=limit,
+        only_available=only_available, limit=limit, mode=mode,
+        default_mode=get_settings().feasibility_default_mode, unit_modes=service.unit_modes,
     )  # fmt: skip
     customer = result.query.customer
     name = html.escape(customer.name) if customer else ""  # the page title is not escaped
     title = f"Feasibility (viabilidade) — {name}" if customer else "Feasibility (viabilidade)"
-    return _page(request, result, title)
+    return _page(request, result, title, service)

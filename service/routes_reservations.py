@@ -8,15 +8,16 @@ answer carries the sync state as it stands after that attempt.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from actions.after_commit import after_commit
 from config import get_settings
 from domain import cable_types, reservations
+from domain.feasibility.pole_query import PoleNetwork
 from domain.users import Principal
 from models import CancelScope, PortReservation, UserRole
 from ozmap.client import OZmapClient
@@ -48,6 +49,18 @@ class ReserveIn(BaseModel):
         description="admins only: take a port the contract's unit keeps free (keep_free_ports); "
         "audited",
     )
+    mode: Literal["radius", "poles"] | None = Field(
+        default=None,
+        description="poles: the drop follows the shortest route along the poles from the "
+        "customer's address to the box (radius, the default: a straight drop)",
+    )
+    drop_poles: list[Annotated[Line, Field(min_length=1, max_length=32)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="explicit route: pole ids from the box's pole to the pole next to the "
+        "customer, each adjacent to the previous",
+    )
 
 
 class ActivateIn(BaseModel):
@@ -70,6 +83,7 @@ class CancelIn(BaseModel):
 
 @router.post("/reservations", status_code=201)
 def create_reservation(
+    request: Request,
     body: ReserveIn,
     session: Session = Depends(db_session, scope="function"),
     principal: Principal = Depends(require_role(UserRole.SELLER)),
@@ -85,8 +99,17 @@ def create_reservation(
         actor=principal,
         force=body.force,
         ozmap=ozmap,
+        mode=body.mode,
+        drop_poles=body.drop_poles,
+        network=_pole_network(request) if body.mode == "poles" or body.drop_poles else None,
     )
     return _after_action(session, reservation, "reserve", principal)
+
+
+def _pole_network(request: Request) -> PoleNetwork | None:
+    """This process's pole graph (the feasibility index's), if it has one."""
+    service = getattr(request.app.state, "feasibility_index", None)
+    return service.index.poles if service is not None else None
 
 
 @router.get("/reservations/{reservation_id}")

@@ -183,10 +183,14 @@ def signal_reload() -> int:
 
 @task(name="coverage-compute", **_RELIABLE)
 def compute_coverage(
-    input_path: str, radius: float | None, unit: str | None, output_dir: str
+    input_path: str,
+    radius: float | None,
+    unit: str | None,
+    output_dir: str,
+    mode: str | None = None,
 ) -> CoverageReport:
     """Read the addresses, query the cached network in one batch, write GeoPackage + CSV."""
     with Session(get_engine()) as session:
         return coverage_report(
-            session, input_path, output_dir=output_dir, radius_m=radius, unit=unit
+            session, input_path, output_dir=output_dir, radius_m=radius, unit=unit, mode=mode
         )

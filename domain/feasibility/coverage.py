@@ -21,8 +21,9 @@ from sqlmodel import Session
 from domain.errors import InvalidInput, NotFound
 from domain.feasibility.index import FeasibilityIndex
 from domain.feasibility.loader import load_index
-from domain.feasibility.policy import RadiusPolicy
-from domain.feasibility.service import unit_projects
+from domain.feasibility.pole_query import PoleNetwork, RouteMode
+from domain.feasibility.policy import FeasibilityUnavailable, RadiusPolicy
+from domain.feasibility.service import unit_projects, validate_mode
 
 LAYER: Final = "coverage"
 LAT_NAMES: Final = ("lat", "latitude", "y")
@@ -45,6 +46,9 @@ class CoverageReport:
     covered_but_full: int  # covered, no free port: leads for expansion
     not_covered: int
     boxes_indexed: int
+    mode: str = "radius"
+    # Pole mode: addresses with a sellable box reached along the poles within R.
+    reached_along_poles: int | None = None
 
     def one_line(self) -> str:
         pct = (100.0 * self.with_free_ports / self.addresses) if self.addresses else 0.0
@@ -54,6 +58,11 @@ class CoverageReport:
             f"{self.with_free_ports:,} can be sold now ({pct:.1f} %), {self.covered_but_full:,} "
             f"covered but full, {self.not_covered:,} not covered, {self.invalid:,} without a "
             "usable location"
+            + (
+                f"; {self.reached_along_poles:,} reach a box along the poles"
+                if self.reached_along_poles is not None
+                else ""
+            )
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +85,15 @@ class CoverageReport:
             f"| {self.covered_but_full:,} ({pct(self.covered_but_full)}) "
             f"| {self.not_covered:,} ({pct(self.not_covered)}) | {self.invalid:,} |",
             "",
+            *(
+                [
+                    f"Along the poles: {self.reached_along_poles:,} address(es) reach a box "
+                    f"within {self.radius_m:g} m of drop (columns `nearest_route_*`).",
+                    "",
+                ]
+                if self.reached_along_poles is not None
+                else []
+            ),
             f"Input: `{self.input_path}`; {self.boxes_indexed:,} boxes in the network cache.",
             f"Output: `{self.gpkg_path}` (layer `{LAYER}`) and `{self.csv_path}`.",
         ]
@@ -161,6 +179,33 @@ def annotate(
     return out
 
 
+def annotate_routes(
+    annotated: gpd.GeoDataFrame,
+    network: PoleNetwork,
+    radius_m: float,
+    projects: tuple[str, ...] | None = None,
+) -> gpd.GeoDataFrame:
+    """Pole mode: per address, the nearest sellable box along the poles within `radius_m`
+    (`nearest_route_box_id`, `nearest_route_m`, `nearest_route_viable`: its project allows
+    that drop); empty when no route is that short or the location is not usable."""
+    n = len(annotated)
+    box_ids: list[str | None] = [None] * n
+    route = np.full(n, np.nan)
+    viable = np.zeros(n, dtype=bool)
+    geom = annotated.geometry
+    for i in np.flatnonzero(annotated["valid_location"].to_numpy(dtype=bool)).tolist():
+        point = geom.iloc[i]
+        answer = network.query(point.y, point.x, radius_m, projects=projects, limit=1)
+        if answer.hits:
+            first = answer.hits[0]
+            box_ids[i], route[i], viable[i] = first.hit.box_id, first.route_m, first.viable
+    out = annotated.copy()
+    out["nearest_route_box_id"] = box_ids
+    out["nearest_route_m"] = np.round(route, 3)
+    out["nearest_route_viable"] = viable
+    return out
+
+
 def write_outputs(
     annotated: gpd.GeoDataFrame, output_dir: str | Path, stem: str
 ) -> tuple[Path, Path]:
@@ -188,15 +233,27 @@ def coverage_report(
     radius_m: float | None = None,
     unit: str | None = None,
     index: FeasibilityIndex | None = None,
+    mode: str | None = None,
 ) -> CoverageReport:
-    """Read, query the cached network (the unit's projects only, if given), write, count."""
+    """Read, query the cached network (the unit's projects only, if given), write, count.
+    `mode="poles"` adds the route along the poles to the nearest sellable box."""
     policy = index.radius_policy if index is not None else RadiusPolicy.from_settings()
     radius = policy.resolve(radius_m)
+    how = validate_mode(mode)
     code, projects = unit_projects(session, unit) if unit else (None, None)
     addresses = read_addresses(input_path)
     if index is None:
         index = load_index(session, radius_policy=policy)
+    if how == RouteMode.POLES and index.poles is None:
+        raise FeasibilityUnavailable(
+            "a coverage report along the poles needs poles: the network cache has none",
+            hint="run a network refresh (`erp-ozmap network refresh --full`), or use mode=radius",
+        )
     annotated = annotate(addresses, index, radius, projects)
+    reached = None
+    if how == RouteMode.POLES and index.poles is not None:
+        annotated = annotate_routes(annotated, index.poles, radius, projects)
+        reached = int(annotated["nearest_route_box_id"].notna().sum())
     gpkg, csv = write_outputs(annotated, output_dir, Path(input_path).stem)
     valid = annotated["valid_location"].to_numpy(dtype=bool)
     covered = annotated["covered"].to_numpy(dtype=bool)
@@ -214,4 +271,6 @@ def coverage_report(
         covered_but_full=int((covered & ~free).sum()),
         not_covered=int((valid & ~covered).sum()),
         boxes_indexed=len(index),
+        mode=how,
+        reached_along_poles=reached,
     )

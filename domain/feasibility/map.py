@@ -16,6 +16,7 @@ from typing import Final
 import folium
 
 from domain.feasibility.boxes import Availability, FeasibilityHit
+from domain.feasibility.pole_query import RouteLine
 from domain.geo import validate_point
 
 # Paths of the vendored assets below the static URL (the service serves `service/static/`).
@@ -34,6 +35,9 @@ LABELS: Final = {
     Availability.BLOCKED: "blocked",
 }
 RADIUS_COLOUR: Final = "#1565c0"
+ROUTE_COLOUR: Final = "#6a1b9a"  # the drop along the poles
+TOO_LONG_COLOUR: Final = "#ef6c00"  # a drop longer than its project allows
+POLE_COLOUR: Final = "#37474f"
 _METRES_PER_DEGREE_LAT: Final = 110_574.0  # at the equator; only used to frame the view
 _METRES_PER_DEGREE_LNG: Final = 111_320.0
 
@@ -47,9 +51,12 @@ def render_feasibility_map(
     static_url: str = "/static",
     tiles: str | None = "OpenStreetMap",
     title: str = "Feasibility (viabilidade)",
+    routes: Sequence[RouteLine] = (),
 ) -> str:
     """A standalone HTML page: customer marker, radius circle, one marker per box with a popup.
 
+    In pole mode `routes` draws each box's drop along the poles (solid), the poles it uses,
+    and the straight line from the customer to the box (dashed).
     `static_url` is where `service/static` is served (absolute or relative URL, or a
     `file://` URL for a page saved to disk); `tiles=None` draws no background map.
     """
@@ -75,6 +82,7 @@ def render_feasibility_map(
         interactive=False,
         className="feasibility-radius",
     ).add_to(fmap)
+    _draw_routes(fmap, lat, lng, routes)
     for hit in hits:
         _box_marker(hit).add_to(fmap)
     folium.Marker(
@@ -91,6 +99,43 @@ def render_feasibility_map(
     fmap.fit_bounds([[lat - dlat, lng - dlng], [lat + dlat, lng + dlng]], padding=(20, 20))
     figure.html.add_child(folium.Element(_legend(hits, radius_m)))
     return figure.render()
+
+
+def _draw_routes(fmap: folium.Map, lat: float, lng: float, routes: Sequence[RouteLine]) -> None:
+    """Routes under the box markers: drop lines, then each used pole once, then straight lines."""
+    for line in routes:
+        folium.PolyLine(
+            [list(p) for p in line.points],
+            color=ROUTE_COLOUR if line.viable else TOO_LONG_COLOUR,
+            weight=3,
+            opacity=0.85,
+            tooltip=f"route {line.route_m:.0f} m",
+            className="feasibility-route",
+        ).add_to(fmap)
+    seen: set[tuple[float, float]] = set()
+    for line in routes:
+        for point in line.pole_points:
+            if point not in seen:
+                seen.add(point)
+                folium.CircleMarker(
+                    location=list(point),
+                    radius=3,
+                    color=POLE_COLOUR,
+                    weight=1,
+                    fill=True,
+                    fill_opacity=1.0,
+                    interactive=False,
+                    className="feasibility-pole",
+                ).add_to(fmap)
+    for line in routes:
+        folium.PolyLine(
+            [[lat, lng], list(line.points[0])],
+            color=RADIUS_COLOUR,
+            weight=1.5,
+            dash_array="6 6",
+            interactive=False,
+            className="feasibility-straight",
+        ).add_to(fmap)
 
 
 def _box_marker(hit: FeasibilityHit) -> folium.CircleMarker:

@@ -11,14 +11,15 @@ with `viable=False` and the reason.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from domain.feasibility.boxes import FeasibilityHit
 from domain.feasibility.index import FeasibilityIndex
-from domain.feasibility.poles import PoleGraph, drop_limits
+from domain.feasibility.poles import PoleGraph, Routes, drop_limits
 
 # A box may stand a few metres off its pole's registered coordinates: look that much further
 # in a straight line for candidates (the route filter decides).
@@ -33,14 +34,40 @@ class RouteMode:
     ALL = (RADIUS, POLES)
 
 
+class _Chains:
+    """The drop chains of one answer, walked all together the first time one is read.
+
+    Most callers read the route lengths only; the chains (pole ids) cost a walk per hop and
+    a string per pole, so they are built once, for the whole answer, when first asked for.
+    """
+
+    __slots__ = ("_built", "_pole_rows", "_routes")
+
+    def __init__(self, routes: Routes, pole_rows: npt.NDArray[np.intp]) -> None:
+        self._routes = routes
+        self._pole_rows = pole_rows
+        self._built: list[tuple[str, ...]] | None = None
+
+    def __getitem__(self, i: int) -> tuple[str, ...]:
+        if self._built is None:  # a race only builds the same list twice
+            self._built = self._routes.chains(self._pole_rows)
+        return self._built[i]
+
+
 @dataclass(frozen=True, slots=True)
 class PoleHit:
     """A box reached along the poles."""
 
     hit: FeasibilityHit
     route_m: float
-    drop_poles: tuple[str, ...]  # from the box's pole to the pole next to the customer
     drop_max_m: float | None  # the project's maximum drop size (None: no limit set)
+    _chains: _Chains | tuple[tuple[str, ...], ...] = field(repr=False, compare=False)
+    _at: int = field(default=0, repr=False, compare=False)
+
+    @property
+    def drop_poles(self) -> tuple[str, ...]:
+        """Pole ids from the box's pole to the pole next to the customer."""
+        return self._chains[self._at]
 
     @property
     def viable(self) -> bool:
@@ -54,6 +81,17 @@ class PoleHit:
             f"drop of {self.route_m:.0f} m is longer than the {self.drop_max_m:g} m "
             "this project allows"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLine:
+    """A box's drop drawn on the map: box → its poles → customer, and whether it is viable."""
+
+    box_id: str
+    points: list[tuple[float, float]]  # (lat, lng) from the box to the customer
+    pole_points: list[tuple[float, float]]  # the poles used, in the same order
+    route_m: float
+    viable: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +152,23 @@ class PoleNetwork:
         order = np.lexsort((rows, route))[:limit]
         rows, route, straight = rows[order], route[order], straight[order]
         hits = self.index.hits_for(rows, straight.tolist(), keep_free)
-        out = []
-        for hit, row, length in zip(hits, rows.tolist(), route.tolist(), strict=True):
-            out.append(
-                PoleHit(
-                    hit=hit,
-                    route_m=length,
-                    drop_poles=routes.drop_poles(int(self.box_pole[row])),
-                    drop_max_m=self.max_drop_m.get(hit.project_id),
-                )
-            )
-        return PoleAnswer(out)
+        chains = _Chains(routes, self.box_pole[rows])
+        limits = self.max_drop_m
+        return PoleAnswer(
+            [
+                PoleHit(hit, length, limits.get(hit.project_id), chains, i)
+                for i, (hit, length) in enumerate(zip(hits, route.tolist(), strict=True))
+            ]
+        )
+
+    def route_lines(self, lat: float, lng: float, hits: Sequence[PoleHit]) -> list[RouteLine]:
+        """The drawable route of each hit (customer at `lat`, `lng`)."""
+        lines = []
+        for h in hits:
+            poles = self.graph.coords(h.drop_poles)
+            points = [(h.hit.lat, h.hit.lng), *poles, (lat, lng)]
+            lines.append(RouteLine(h.hit.box_id, points, poles, h.route_m, h.viable))
+        return lines
 
     def route_to_box(self, lat: float, lng: float, box_id: str, bound_m: float) -> PoleHit | None:
         """The shortest drop from the point to one box (None: not reachable within bound)."""

@@ -18,6 +18,7 @@ scipy's bounded Dijkstra from it.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -30,7 +31,7 @@ from scipy.spatial import cKDTree
 
 from domain.errors import InvalidInput
 from domain.feasibility.columns import StringColumn
-from domain.feasibility.geodesy import ecef_point, geodesic_from_diff
+from domain.feasibility.geodesy import ecef_point, geodesic_from_diff, geodetic_on_surface
 from domain.geo import in_brazil, to_ecef
 
 DEFAULT_MAX_SPAN_M: Final = 80.0
@@ -77,15 +78,39 @@ class Routes:
 
     def drop_poles(self, pole_row: int) -> tuple[str, ...]:
         """Pole ids from `pole_row` (the box's pole) to the pole next to the customer."""
-        at = self._local_of(pole_row)
-        if at < 0 or not np.isfinite(self._dist[at]):
-            return ()
-        source = len(self._local)
-        rows = []
-        while at != source and at >= 0:
-            rows.append(int(self._local[at]))
-            at = int(self._pred[at])
-        return tuple(self.graph.ids.take(np.asarray(rows, dtype=np.intp)))
+        return self.chains(np.asarray([pole_row], dtype=np.intp))[0]
+
+    def chains(self, pole_rows: npt.NDArray[np.intp]) -> list[tuple[str, ...]]:
+        """`drop_poles` for many poles at once: the predecessor walks advance together."""
+        n = pole_rows.size
+        if not n or not self._local.size:
+            return [()] * n
+        pos = np.minimum(np.searchsorted(self._local, pole_rows), self._local.size - 1)
+        at = np.where((pole_rows >= 0) & (self._local[pos] == pole_rows), pos, -1)
+        at[at >= 0] = np.where(np.isfinite(self._dist[at[at >= 0]]), at[at >= 0], -1)
+        source = self._local.size
+        steps: list[npt.NDArray[np.intp]] = []
+        while True:
+            live = at >= 0
+            if not live.any():
+                break
+            steps.append(at.copy())
+            nxt = np.full(n, -1, dtype=np.intp)
+            nxt[live] = self._pred[at[live]]
+            nxt[nxt == source] = -1
+            at = nxt
+        if not steps:
+            return [()] * n
+        walk = np.stack(steps, axis=1)  # one row per pole: local nodes, then -1
+        lengths = (walk >= 0).sum(axis=1)
+        ids = self.graph.ids.take(self._local[walk[walk >= 0]])
+        ends = np.cumsum(lengths).tolist()
+        out = []
+        start = 0
+        for end in ends:
+            out.append(tuple(ids[start:end]))
+            start = end
+        return out
 
     def routes_for(self, pole_rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
         """Route length per pole row (inf when not reached within the bound, or row -1)."""
@@ -164,6 +189,7 @@ class PoleGraph:
         self._indices = b.astype(np.int32)
         self._weights = geodesic_from_diff(self._xyz[a] - self._xyz[b])
         self._tree = cKDTree(self._xyz, leafsize=leafsize, copy_data=False, balanced_tree=False)
+        self._scratch = threading.local()
 
     @classmethod
     def from_poles(
@@ -213,6 +239,14 @@ class PoleGraph:
             count=len(pole_ids),
         )
 
+    def coords(self, pole_ids: Sequence[str]) -> list[tuple[float, float]]:
+        """(lat, lng) of usable poles by id (KeyError for another id)."""
+        if not pole_ids:
+            return []
+        rows = np.asarray([self._row_of[p] for p in pole_ids], dtype=np.intp)
+        lats, lngs = geodetic_on_surface(self._xyz[rows])
+        return list(zip(lats, lngs, strict=True))
+
     def are_adjacent(self, a: int, b: int) -> bool:
         row = self._indices[self._indptr[a] : self._indptr[a + 1]]
         return bool((row == b).any())
@@ -233,37 +267,59 @@ class PoleGraph:
         reach = max(bound_m, self.max_span_m) + _BALL_SLACK_M
         if not len(self):
             return Routes(self, bound_m, None, *_empty())
+        # Sorted rows: equal routes then resolve to the same predecessors every time.
         local = np.asarray(
-            self._tree.query_ball_point(point, reach, return_sorted=False), dtype=np.intp
+            self._tree.query_ball_point(point, reach, return_sorted=True), dtype=np.intp
         )
-        local.sort()
         span = geodesic_from_diff(self._xyz[local] - point)
         first = np.flatnonzero(span <= self.max_span_m)
         if not first.size:
             return Routes(self, bound_m, None, *_empty())
-        k = local.size
-        # Sub-graph of the poles within reach, plus the virtual source (local node k).
-        starts: npt.NDArray[np.intp] = self._indptr[local].astype(np.intp)
-        counts: npt.NDArray[np.intp] = self._indptr[local + 1].astype(np.intp) - starts
-        total = int(counts.sum())
-        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
-        nbr = self._indices[offsets]
-        weight = self._weights[offsets]
-        src = np.repeat(np.arange(k), counts)
-        pos = np.minimum(np.searchsorted(local, nbr), k - 1)
-        inside = local[pos] == nbr
-        rows = np.concatenate((src[inside], np.full(first.size, k)))
-        cols = np.concatenate((pos[inside], first))
-        # A zero-length span would vanish from a sparse matrix: keep it tiny but positive.
-        data = np.concatenate((weight[inside], np.maximum(span[first], 1e-12)))
-        matrix = csr_matrix((data, (rows, cols)), shape=(k + 1, k + 1))
-        dist, pred = dijkstra(
-            matrix, directed=True, indices=k, return_predecessors=True, limit=bound_m
-        )
-        dist[dist > bound_m] = np.inf
+        dist, pred = _bounded_dijkstra(self._subgraph(local, span[first], first), bound_m)
         # Undo the tiny positive stand-in for zero spans.
         dist[first[span[first] == 0]] = 0.0
-        return Routes(self, bound_m, float(span[first].min()), local, dist, pred.astype(np.int32))
+        return Routes(self, bound_m, float(span[first].min()), local, dist, pred)
+
+    def _subgraph(
+        self,
+        local: npt.NDArray[np.intp],
+        spans: npt.NDArray[np.float64],
+        first: npt.NDArray[np.intp],
+    ) -> csr_matrix:
+        """CSR of the edges between the `local` rows (sorted), plus a virtual source (node
+        k, last) joined to the local nodes `first` by their `spans`: built straight in CSR
+        order (no COO sort), edges looked up through a per-thread row → local-node map."""
+        k = local.size
+        starts = self._indptr[local].astype(np.intp)
+        counts = self._indptr[local + 1].astype(np.intp) - starts
+        total = int(counts.sum())
+        ends = np.cumsum(counts)
+        offsets = np.repeat(starts - ends + counts, counts) + np.arange(total)
+        lookup = self._lookup()
+        lookup[local] = np.arange(k, dtype=np.int32)
+        try:
+            nbr = lookup[self._indices[offsets]]
+        finally:
+            lookup[local] = -1
+        inside = nbr >= 0
+        kept = np.cumsum(inside, dtype=np.int32)
+        indptr = np.empty(k + 2, dtype=np.int32)
+        indptr[0] = 0
+        # Edges kept per local node: the running count at each node's last edge.
+        indptr[1 : k + 1] = np.where(ends > 0, kept[np.maximum(ends - 1, 0)], 0) if total else 0
+        indptr[k + 1] = indptr[k] + first.size
+        indices = np.concatenate((nbr[inside], first.astype(np.int32)))
+        # A zero-length span would vanish from a sparse matrix: keep it tiny but positive.
+        data = np.concatenate((self._weights[offsets[inside]], np.maximum(spans, 1e-12)))
+        return csr_matrix((data, indices, indptr), shape=(k + 1, k + 1))
+
+    def _lookup(self) -> npt.NDArray[np.int32]:
+        """This thread's scratch map from graph row to local node (all -1 between uses)."""
+        scratch: npt.NDArray[np.int32] | None = getattr(self._scratch, "lookup", None)
+        if scratch is None:
+            scratch = np.full(len(self), -1, dtype=np.int32)
+            self._scratch.lookup = scratch
+        return scratch
 
     def validate_chain(self, pole_ids: Sequence[str], start_pole: str | None) -> list[int]:
         """Rows of `pole_ids` if they form a chain of adjacent usable poles starting at the
@@ -311,6 +367,18 @@ def _empty() -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray
         np.zeros(1, dtype=np.float64) + np.inf,
         np.zeros(1, dtype=np.int32) - 9999,
     )
+
+
+def _bounded_dijkstra(
+    matrix: csr_matrix, bound_m: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """Dijkstra from the virtual source (the last node), stopped at `bound_m`."""
+    source = matrix.shape[0] - 1
+    dist, pred = dijkstra(
+        matrix, directed=True, indices=source, return_predecessors=True, limit=bound_m
+    )
+    dist[dist > bound_m] = np.inf
+    return dist, pred.astype(np.int32, copy=False)
 
 
 def drop_limits(max_drop_m: Mapping[str, float | None]) -> dict[str, float]:

@@ -287,6 +287,12 @@ def unit_keep_free(session: Session, code: str) -> int:
     return keep or 0
 
 
+def unit_default_mode(session: Session, code: str) -> str | None:
+    """The unit's own default feasibility mode (None: unknown unit)."""
+    mode = session.exec(select(Unit.feasibility_mode).where(Unit.code == code)).first()
+    return mode if mode in MODES else None
+
+
 def customer_place(session: Session, customer_id: int) -> CustomerPlace:
     """The customer's registered, geocoded address, or a 'register the address first' error."""
     customer = session.get(Customer, customer_id)
@@ -332,6 +338,7 @@ def plan_query(
     mode: object | None = None,
     default_mode: str = "radius",
     keep_free: Mapping[str, int] | None = None,
+    unit_modes: Mapping[str, str] | None = None,
 ) -> FeasibilityQuery:
     """Validate a point query (`lat`/`lng`) or a customer query (`customer_id`).
 
@@ -340,6 +347,8 @@ def plan_query(
     `keep_free` (unit code → ports kept free, the same recent copy; absent means 0) answers
     the unit's kept ports alongside. A point query with a known unit (or none) then touches
     no database at all.
+    Without `mode`, a named unit's own default mode applies (`unit_modes`, else the database),
+    then `default_mode`.
     """
     place = None
     if customer_id is not None:
@@ -359,6 +368,9 @@ def plan_query(
         else:
             code, projects = unit_projects(session, unit)
             keep = unit_keep_free(session, code)
+        if mode is None or mode == "":
+            unit_mode = (unit_modes or {}).get(code) or unit_default_mode(session, code)
+            how = unit_mode or default_mode
     return FeasibilityQuery(
         lat=lat_f,
         lng=lng_f,

@@ -47,12 +47,13 @@ class ReservePayload(_Payload):
     lat: float
     lng: float
     address: str = ""
+    drop_poles: list[str] | None = None  # the drop along these poles (box's pole first)
 
     def request(self) -> ReserveRequest:
         return ReserveRequest(
             code=self.code, name=self.name, project_id=self.project_id, box_id=self.box_id,
             lat=self.lat, lng=self.lng, address=self.address or "",
-            splitter_id=self.splitter_id, port=self.port,
+            splitter_id=self.splitter_id, port=self.port, drop_poles=self.drop_poles,
         )  # fmt: skip
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, func, select
 
@@ -23,6 +24,7 @@ from domain.reservations.ports import (
     erp_port_taken,
     not_held,
 )
+from domain.reservations.route import drop_route
 from domain.service_requests import require_owner
 from domain.units import project_ids_of
 from domain.users import Principal
@@ -44,6 +46,9 @@ from models import (
 )
 from models.base import utcnow
 from ozmap.client import OZmapClient
+
+if TYPE_CHECKING:
+    from domain.feasibility.pole_query import PoleNetwork
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,15 @@ def reserve(
     actor: Principal,
     ozmap: OZmapClient,
     force: bool = False,
+    mode: str | None = None,
+    drop_poles: Sequence[str] | None = None,
+    network: PoleNetwork | None = None,
 ) -> PortReservation:
     """Reserve a port of `box_id` for the contract ("Reservar porta"); see the module rules.
+
+    `mode="poles"` has the drop follow the shortest route along `network`'s poles from the
+    installation address to the box; `drop_poles` gives that route explicitly (a chain of
+    adjacent poles from the box's pole). Either way OZmap draws the drop along those poles.
 
     Without `splitter_id`/`port` the first free port of a customer-facing splitter is taken;
     with `port` alone the box must have exactly one customer-facing splitter. A port the
@@ -96,6 +108,7 @@ def reserve(
     _require_no_live_reservation(session, contract)
     customer = session.get(Customer, contract.customer_id)
     address, lat, lng = _installation_point(session, contract)
+    route = drop_route(network, box_id, lat, lng, mode=mode, drop_poles=drop_poles)
     held = erp_held_ports(session, box_id)
     if splitter_id is not None and port is not None and (splitter_id, port) in held:
         raise erp_port_taken(box_id, splitter_id, port)
@@ -107,6 +120,9 @@ def reserve(
     overridden = _kept_free_check(session, contract, choices[0], held, force)
     code = _next_client_code(session, contract)
     reservation = _insert_first(session, contract, code, choices, actor)
+    if route is not None:
+        reservation.route_m, reservation.drop_poles = route.length_m, list(route.poles)
+        session.add(reservation)
     choice = next(c for c in choices if (c.splitter_id, c.port) == _port_of(reservation))
     enqueue(
         session,
@@ -121,6 +137,7 @@ def reserve(
             lat=lat,
             lng=lng,
             address=address,
+            drop_poles=list(route.poles) if route is not None else None,
         ),
     )
     forced: dict[str, object] = {}

@@ -50,6 +50,8 @@ class ReservationView:
     ozmap_client_id: str | None
     expires_at: datetime | None  # a reserved port not activated by then is given back
     extensions: int
+    route_m: float | None  # the drop along the poles (None: reserved without a route)
+    drop_poles: list[str] | None  # from the box's pole to the pole next to the customer
     pending_outbox: int  # rows not yet delivered (pending or being sent)
     outbox: list[OutboxSummary]
 
@@ -88,6 +90,8 @@ def get_reservation(session: Session, reservation_id: int) -> ReservationView:
         ozmap_box_id=r.ozmap_box_id,
         ozmap_splitter_id=r.ozmap_splitter_id,
         port=r.port,
+        route_m=r.route_m,
+        drop_poles=list(r.drop_poles) if r.drop_poles is not None else None,
         drop_cable_type_id=r.drop_cable_type_id,
         reserved_by=r.reserved_by,
         reserved_at=r.reserved_at,

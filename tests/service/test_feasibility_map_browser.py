@@ -9,6 +9,7 @@ CI needs Debian's Chromium: `apt-get install -y chromium`.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +22,16 @@ from pyproj import Geod
 
 from domain.feasibility.boxes import BoxRecord, BoxStatus
 from domain.feasibility.index import FeasibilityIndex
-from domain.feasibility.map import JQUERY_JS, LEAFLET_CSS, LEAFLET_JS, render_feasibility_map
+from domain.feasibility.map import (
+    JQUERY_JS,
+    LEAFLET_CSS,
+    LEAFLET_JS,
+    ROUTE_COLOUR,
+    TOO_LONG_COLOUR,
+    render_feasibility_map,
+)
+from domain.feasibility.pole_query import PoleNetwork
+from domain.feasibility.poles import PoleGraph, PoleRecord
 from domain.feasibility.policy import RadiusPolicy
 from tests.fixtures.browser import dump_dom
 
@@ -142,3 +152,56 @@ def test_map_shows_one_marker_per_box_plus_the_customer_without_internet(
         "vendor/leaflet-1.9.4/images/marker-icon.png",
     ):
         assert served.get(f"/static/{asset}") == 200, (asset, requested)
+
+
+def test_pole_mode_draws_routes_poles_and_dashed_straight_lines_without_internet(
+    site: tuple[str, Path, list[tuple[str, int]]], tmp_path: Path, chromium: str
+) -> None:
+    base_url, root, requested = site
+    # Ten poles in a line east of the customer, 30 m apart; boxes on the 4th, 7th and 10th.
+    spots = [GEOD.fwd(CENTRE[1], CENTRE[0], 90.0, 10.0 + 30.0 * i) for i in range(10)]
+    ids = [f"{0xA0 + i:024x}" for i in range(10)]
+    poles = [
+        PoleRecord(ids[i], float(lat), float(lng), adjacents=tuple(ids[max(i - 1, 0) : i + 2]))
+        for i, (lng, lat, _) in enumerate(spots)
+    ]
+    records = [
+        BoxRecord(
+            id=f"{n:024x}", name=f"CTO-{n}", project_id="p1", lat=poles[at].lat,
+            lng=poles[at].lng, status=BoxStatus.IMPLANTED, ports_free=2, ports_active=6,
+        )
+        for n, at in enumerate((3, 6, 9))
+    ]  # fmt: skip
+    index = FeasibilityIndex.from_boxes(records, radius_policy=RadiusPolicy())
+    network = PoleNetwork(
+        index,
+        PoleGraph.from_poles(poles),
+        {r.id: ids[at] for r, at in zip(records, (3, 6, 9), strict=True)},
+        {"p1": 200.0},
+    )
+    answer = network.query(*CENTRE, 400)
+    assert [len(h.drop_poles) for h in answer.hits] == [4, 7, 10]
+    assert [h.viable for h in answer.hits] == [True, True, False]  # 280 m > 200 m
+    hits = [h.hit for h in answer.hits]
+    lines = network.route_lines(*CENTRE, answer.hits)
+    assert lines[2].points[0] == (hits[2].lat, hits[2].lng)
+    assert lines[2].points[-1] == CENTRE and len(lines[2].points) == 12
+    page = render_feasibility_map(*CENTRE, 400, hits, static_url=f"{base_url}/static", routes=lines)
+    (root / "map.html").write_text(page, encoding="utf-8")
+
+    dom = dump_dom(chromium, f"{base_url}/map.html", tmp_path / "profile")
+
+    classes = ElementCounter()
+    classes.feed(dom)
+    assert classes.by_class["leaflet-container"] == 1, "Leaflet did not start"
+    assert classes.by_class["feasibility-route"] == 3
+    assert classes.by_class["feasibility-pole"] == 10  # each pole used drawn once
+    assert classes.by_class["feasibility-straight"] == 3
+    assert classes.by_class["feasibility-box"] == 3
+    straight = re.findall(r"<path[^>]*feasibility-straight[^>]*>", dom)
+    assert len(straight) == 3 and all('stroke-dasharray="6 6"' in p for p in straight)
+    routes = re.findall(r"<path[^>]*feasibility-route[^>]*>", dom)
+    assert not any("stroke-dasharray" in p for p in routes)  # the drop itself is solid
+    assert dom.count(f'stroke="{TOO_LONG_COLOUR}"') == 1
+    assert dom.count(f'stroke="{ROUTE_COLOUR}"') == 2
+    assert all(code == 200 for _, code in requested if _.startswith("/static/"))
