@@ -131,6 +131,8 @@ class OutboxOverview:
     conflicts: int
     dead: int
     oldest_due_seconds: float | None
+    # Deliveries have failed since then with nothing reaching OZmap (None: no such streak).
+    unreachable_since: datetime | None = None
 
 
 def new_worker_id(prefix: str = "sync") -> str:
