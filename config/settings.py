@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     outbox_max_attempts: int = Field(default=12, ge=1, le=1000)
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # A sync run ends Failed once deliveries have failed (nothing reached OZmap) this long.
+    outbox_outage_minutes: float = Field(default=10.0, gt=0, le=1440)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)

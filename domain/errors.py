@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def quote_number(value: float) -> str:
+    """A number exactly as given, for error messages (``3000.0001`` stays ``3000.0001``)."""
+    text = repr(float(value))
+    return text.removesuffix(".0") if "e" not in text else text
+
+
 class DomainError(Exception):
     """Base of every error a user can act on. `status` is the HTTP status the service returns."""
 

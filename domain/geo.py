@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, quote_number
 
 # WGS84 ellipsoid.
 WGS84_A: Final = 6_378_137.0
@@ -103,11 +103,12 @@ def validate_point(
     lng_f = _as_finite(lng, lng_field)
     if not _in_range(lat_f, (-90.0, 90.0)):
         raise InvalidCoordinates(
-            lat_field, f"{lat_field} must be between -90 and 90 degrees (got {lat_f:g})"
+            lat_field, f"{lat_field} must be between -90 and 90 degrees (got {quote_number(lat_f)})"
         )
     if not _in_range(lng_f, (-180.0, 180.0)):
         raise InvalidCoordinates(
-            lng_field, f"{lng_field} must be between -180 and 180 degrees (got {lng_f:g})"
+            lng_field,
+            f"{lng_field} must be between -180 and 180 degrees (got {quote_number(lng_f)})",
         )
     lat_ok = _in_range(lat_f, BRAZIL_LAT_RANGE)
     lng_ok = _in_range(lng_f, BRAZIL_LNG_RANGE)

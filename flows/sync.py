@@ -9,6 +9,8 @@ How a run ends (the rule is ``DrainReport.failure``):
   OZmap answer, OZmap refused our credentials, a batch task crashed) or when the run created
   new dead letters (changes OZmap did not take after ``OUTBOX_MAX_ATTEMPTS`` tries; the ERP
   and OZmap disagree until someone acts). Set ``fail_on_dead_letters=False`` to only report them.
+* **Failed** when deliveries have failed for ``OUTBOX_OUTAGE_MINUTES`` (10) with nothing
+  reaching OZmap: "OZmap unreachable since HH:MM -03:00", so the failed-run alert fires.
 * **Completed** with conflicts: a conflict (e.g. the port was taken by another client in
   OZmap) is a business outcome for the seller, shown on the reservation (sync state
   ``conflict``), in the logs as a warning, in the summary artifact and as an
@@ -21,6 +23,7 @@ date.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, cast
 from uuid import UUID
 
@@ -46,7 +49,7 @@ from domain.outbox import (
     drain_batches,
     new_worker_id,
 )
-from domain.outbox.report import plural
+from domain.outbox.report import outage_failure, plural
 from models.base import utcnow
 from tasks.sync import read_outbox_overview, sync_batch
 
@@ -199,8 +202,11 @@ def sync_outbox(
     progress.finish()
     # Report: fail by the core's rule (the hook publishes), or publish and return the summary.
     after = read_outbox_overview()
+    settings = get_settings()
     failure = report.failure(
         fail_on_dead_letters=fail_on_dead_letters, see=f"the '{SUMMARY_KEY}' artifact"
+    ) or outage_failure(
+        after, threshold=timedelta(minutes=settings.outbox_outage_minutes), tz=settings.tz
     )
     if failure:
         raise OutboxSyncFailed.of(failure, report, after)

@@ -130,14 +130,16 @@ def activate_reservation(
     ozmap: OZmapClient = Depends(ozmap_client),
 ) -> dict[str, Any]:
     session.commit()  # end the authentication's transaction: no lock waits on OZmap
-    reservation = reservations.activate(
+    reservation, already = reservations.activate_once(
         session,
         reservation_id,
         cable_type_id=body.cable_type_id,
         actor=principal,
         ozmap_cable_types=lambda: cable_types.offered_ids(ozmap),
     )
-    return _after_action(session, reservation, "activate", principal)
+    view = _after_action(session, reservation, "activate", principal)
+    # A second activation (e.g. two sent at once) learns it changed nothing, and the cable.
+    return {**view, "cable": view["drop_cable_type_id"], "already_active": already}
 
 
 @router.post("/reservations/{reservation_id}/cancel")

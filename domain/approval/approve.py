@@ -1,4 +1,5 @@
-"""Approving contracts: one transaction per chunk, one savepoint per contract.
+"""Approving contracts: one transaction per chunk; set statements for the common case
+(`domain.approval.sets`), one savepoint per contract for the rest.
 
 On PostgreSQL the chunk's contracts are locked with ``FOR UPDATE SKIP LOCKED`` (an overlapping
 run skips them); on both backends the approval is a conditional ``UPDATE ... WHERE stage =
@@ -227,6 +228,43 @@ def _approve_in_transaction(
     locked = {int(c.id) for c in contracts}  # type: ignore[arg-type]
     results = _not_taken(session, [i for i in ids if i not in locked])
     held = live_reservations(session, locked)
+    results += _in_sets(session, contracts, held, plan)
+    return sorted(results, key=lambda r: r.contract_id)
+
+
+def _in_sets(
+    session: Session,
+    contracts: list[Contract],
+    held: dict[int, PortReservation],
+    plan: ApprovalPlan,
+) -> list[ContractResult]:
+    """The common case in set statements (`domain.approval.sets`), the rest one by one.
+
+    Should the set path fail for any reason but a transient one, its savepoint rolls back and
+    every contract of the chunk goes one by one, each in its own savepoint.
+    """
+    from domain.approval import sets  # deferred: sets builds on this module's results
+
+    try:
+        with session.begin_nested():
+            plain, activate, single = sets.split_for_sets(session, contracts, held, plan)
+            done = sets.approve_in_sets(session, plain, activate, held, plan)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        session.expire_all()  # the savepoint rolled back: re-read what the statements touched
+        return _one_by_one(session, contracts, held, plan)
+    return done + _one_by_one(session, single, held, plan)
+
+
+def _one_by_one(
+    session: Session,
+    contracts: list[Contract],
+    held: dict[int, PortReservation],
+    plan: ApprovalPlan,
+) -> list[ContractResult]:
+    """Each contract in a savepoint of its own (the per-contract path)."""
+    results: list[ContractResult] = []
     for contract in contracts:
         cid = int(contract.id)  # type: ignore[arg-type]
         reservation = held.get(cid)
@@ -257,7 +295,7 @@ def _approve_in_transaction(
                     f"{type(exc).__name__}: {str(exc)[:300]}",
                 )
             )
-    return sorted(results, key=lambda r: r.contract_id)
+    return results
 
 
 def _not_taken(session: Session, ids: list[int]) -> list[ContractResult]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from domain.errors import DomainError, InvalidInput
+from domain.errors import DomainError, InvalidInput, quote_number
 
 if TYPE_CHECKING:
     from config import Settings
@@ -63,7 +63,8 @@ class RadiusPolicy:
         if not (math.isfinite(value) and 0 < value <= self.max_m):
             raise InvalidRadius(
                 field,
-                f"{field} must be greater than 0 and at most {self.max_m:g} m (got {value:g})",
+                f"{field} must be greater than 0 and at most {quote_number(self.max_m)} m "
+                f"(got {quote_number(value)})",
             )
         return value
 

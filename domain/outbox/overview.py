@@ -49,6 +49,7 @@ def outbox_overview(engine: sa.Engine, now: datetime | None = None) -> OutboxOve
             dead=n(col(_E.status) == OutboxStatus.DEAD),
             oldest_due_seconds=_age(oldest, now),
             waiting=_waiting(s),
+            unreachable_since=_unreachable_since(s),
         )
 
 
@@ -63,11 +64,36 @@ def _waiting(s: Session) -> tuple[str, ...]:
     )
 
 
-def _age(ts: datetime | str | None, now: datetime) -> float | None:
+def _unreachable_since(s: Session) -> datetime | None:
+    """Since when deliveries fail with nothing reaching OZmap, or None.
+
+    OZmap was last reached by the latest delivery it answered (done or conflict). Rows still
+    pending after a failed try since then are the streak; it began at the later of that last
+    answer and the oldest such row's creation (a row is first tried right after its creation).
+    """
+    reached = col(_E.status).in_((OutboxStatus.DONE, OutboxStatus.CONFLICT))
+    last_ok = _utc(s.execute(sa.select(sa.func.max(col(_E.done_at))).where(reached)).scalar())
+    failing = [
+        col(_E.status).in_((OutboxStatus.PENDING, OutboxStatus.IN_PROGRESS)),
+        col(_E.attempts) > 0,
+        col(_E.last_error).is_not(None),
+    ]
+    if last_ok is not None:
+        failing.append(col(_E.updated_at) > last_ok)
+    first = _utc(s.execute(sa.select(sa.func.min(col(_E.created_at))).where(*failing)).scalar())
+    if first is None:
+        return None
+    return max(first, last_ok) if last_ok is not None else first
+
+
+def _utc(ts: datetime | str | None) -> datetime | None:
     if ts is None:
         return None
     if isinstance(ts, str):  # SQLite aggregate results skip the column type
         ts = datetime.fromisoformat(ts)
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return max(0.0, (now - ts).total_seconds())
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def _age(ts: datetime | str | None, now: datetime) -> float | None:
+    ts = _utc(ts)
+    return None if ts is None else max(0.0, (now - ts).total_seconds())

@@ -7,7 +7,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from domain.clock import operator_time
@@ -259,6 +259,24 @@ class DrainReport:
             *(("conflict", o) for o in self.of(Result.CONFLICT)),
             *(("dead-letter", o) for o in self.of(Result.DEAD)),
         ]
+
+
+def outage_failure(
+    after: OutboxOverview, *, threshold: timedelta, tz: tzinfo, now: datetime | None = None
+) -> str | None:
+    """ "OZmap unreachable since HH:MM" once deliveries have failed for ``threshold``, else None.
+
+    A run that only retries stays Completed otherwise, and nobody would hear of the outage.
+    """
+    since = after.unreachable_since
+    if since is None or (now or utcnow()) - since < threshold:
+        return None
+    waiting = plural(after.due + after.scheduled, "change")
+    return (
+        f"OZmap unreachable since {operator_time(since, tz)}: no delivery has reached it for "
+        f"{threshold.total_seconds() / 60:g} minutes or more; {waiting} wait in the outbox "
+        "and will be delivered once it answers"
+    )
 
 
 def _overview_table(after: OutboxOverview) -> list[str]:

@@ -133,6 +133,8 @@ class OutboxOverview:
     oldest_due_seconds: float | None
     # One line per dead letter / conflict waiting for an admin (the first few).
     waiting: tuple[str, ...] = ()
+    # Deliveries have failed since then with nothing reaching OZmap (None: no such streak).
+    unreachable_since: datetime | None = None
 
 
 def new_worker_id(prefix: str = "sync") -> str:

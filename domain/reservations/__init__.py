@@ -16,8 +16,9 @@ Rules chosen here (and why):
   written.
 - Activate: the technician who took ownership of the contract's activation request (admins
   pass; the automatic approval routine passes `check_ownership=False`). Activating an active
-  reservation is a no-op whatever the cable (approval may activate what a technician already
-  did), a cancelled one is a 409.
+  reservation with the cable it has is a no-op (`activate_once` tells the caller it already
+  was); with another cable it is a 409 naming the recorded cable, except for the approval
+  routine, which takes what a technician already did as done. A cancelled one is a 409.
 - Cancel: a reason is required. Admins cancel anything; the owning technician cancels a
   reserved or active port in either scope; a seller may only undo a still-reserved port in the
   ERP and OZmap (an active port is a technical matter, and an ERP-only cancel deliberately
@@ -31,6 +32,7 @@ from domain.reservations.actions import (
     MAX_REASON,
     RESERVABLE_STAGES,
     activate,
+    activate_once,
     activation_request,
     cancel,
     reserve,
@@ -66,6 +68,7 @@ __all__ = [
     "PortChoice",
     "ReservationView",
     "activate",
+    "activate_once",
     "activation_request",
     "apply_expiry",
     "cancel",

@@ -306,14 +306,35 @@ def activate(
     ozmap_cable_types: Collection[str] | Callable[[], Collection[str]],
     check_ownership: bool = True,
 ) -> PortReservation:
-    """Activate a reserved port ("Ativar reserva da porta") with a drop cable type.
+    """Activate a reserved port; ``activate_once`` without telling whether it already was."""
+    reservation, _ = activate_once(
+        session, reservation_id, cable_type_id=cable_type_id, actor=actor,
+        ozmap_cable_types=ozmap_cable_types, check_ownership=check_ownership,
+    )  # fmt: skip
+    return reservation
+
+
+def activate_once(
+    session: Session,
+    reservation_id: int,
+    *,
+    cable_type_id: str,
+    actor: Principal,
+    ozmap_cable_types: Collection[str] | Callable[[], Collection[str]],
+    check_ownership: bool = True,
+) -> tuple[PortReservation, bool]:
+    """Activate a reserved port ("Ativar reserva da porta") with a drop cable type; the
+    reservation and whether it was already active (nothing written then).
 
     `ozmap_cable_types`: ids of the drop cable types OZmap offers, or a callable returning them,
     e.g. `lambda: cable_types.offered_ids(client)`; it is called after the role check and
     before any database statement (no lock waits on OZmap; callers should end any transaction
     they opened first).
     `check_ownership=False` is for the automatic approval routine (actor `AUTOMATIC_ROUTINE`).
-    Already active → returned unchanged (no outbox row, whatever the cable). Cancelled → Conflict.
+    Already active with the same cable → returned unchanged (no outbox row), with a different
+    cable → Conflict naming the recorded one (two activations sent at once: the second caller
+    learns which cable won); the automatic routine takes any cable as done. Cancelled →
+    Conflict.
     Writes status active, who/when, the cable, an ACTIVATE outbox row and an audit row.
     """
     actor.require(UserRole.TECHNICIAN)
@@ -331,7 +352,16 @@ def activate(
             hint="reserve a port again",
         )
     if reservation.status is ReservationStatus.ACTIVE:
-        return reservation
+        recorded = reservation.drop_cable_type_id
+        # The routine accepts what a technician already did; a person learns which cable won.
+        if recorded != cable and actor != AUTOMATIC_ROUTINE:
+            raise Conflict(
+                f"reservation {reservation_id} is already active with cable {recorded} "
+                f"(activated by {reservation.activated_by}); it was not changed to {cable}",
+                field="cable_type_id",
+                hint="cancel the reservation and reserve again to use another cable",
+            )
+        return reservation, True
     if cable not in offered:
         raise unknown_cable(cable, sorted(offered))
     contract = session.get(Contract, reservation.contract_id)
@@ -351,7 +381,7 @@ def activate(
         payload=ActivatePayload(code=reservation.client_code, cable_type_id=cable),
     )
     _audit(session, actor, "activate", reservation, before)
-    return reservation
+    return reservation, False
 
 
 # --- cancel --------------------------------------------------------------------------------
@@ -494,12 +524,12 @@ def _audit(
     )
 
 
+# What a reservation's audit rows show before and after (the approval's set path writes the same).
+AUDIT_FIELDS = (
+    "contract_id", "client_code", "ozmap_project_id", "ozmap_box_id", "ozmap_splitter_id",
+    "port", "status", "drop_cable_type_id", "cancel_scope", "cancel_reason", "sync_state",
+)  # fmt: skip
+
+
 def _audit_fields(r: PortReservation) -> dict[str, object]:
-    return audit.snapshot(  # type: ignore[return-value]
-        r,
-        (
-            "contract_id", "client_code", "ozmap_project_id", "ozmap_box_id",
-            "ozmap_splitter_id", "port", "status", "drop_cable_type_id", "cancel_scope",
-            "cancel_reason", "sync_state",
-        ),
-    )  # fmt: skip
+    return audit.snapshot(r, AUDIT_FIELDS)  # type: ignore[return-value]

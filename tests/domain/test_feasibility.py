@@ -17,7 +17,7 @@ from domain.feasibility.boxes import Availability, BoxRecord, BoxStatus, Feasibi
 from domain.feasibility.holder import IndexHolder
 from domain.feasibility.index import FeasibilityIndex
 from domain.feasibility.policy import FeasibilityUnavailable, InvalidRadius, RadiusPolicy
-from domain.geo import BRAZIL_LAT_RANGE, BRAZIL_LNG_RANGE, InvalidCoordinates
+from domain.geo import BRAZIL_LAT_RANGE, BRAZIL_LNG_RANGE, InvalidCoordinates, validate_point
 
 GEOD = Geod(ellps="WGS84")
 POLICY = RadiusPolicy(default_m=150.0, max_m=3000.0)
@@ -399,6 +399,23 @@ def test_bad_radius_names_the_field_and_range(index: FeasibilityIndex, radius: o
     assert caught.value.status == 422
     if not isinstance(radius, str | bool):
         assert "greater than 0 and at most 3000 m" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("radius", "quoted"),
+    [(3000.0001, "3000.0001"), (3000.000000001, "3000.000000001"), (5000, "5000")],
+)
+def test_radius_error_quotes_the_value_given(
+    index: FeasibilityIndex, radius: float, quoted: str
+) -> None:
+    with pytest.raises(InvalidRadius) as caught:
+        index.query(*SAO_PAULO, radius)
+    assert caught.value.message.endswith(f"at most 3000 m (got {quoted})")
+
+
+def test_coordinate_error_quotes_the_value_given() -> None:
+    with pytest.raises(InvalidCoordinates, match=r"\(got 90.0000001\)"):
+        validate_point(90.0000001, -46.6)
 
 
 def test_default_radius_and_maximum_come_from_settings() -> None:

@@ -106,12 +106,15 @@ def test_owner_activates_with_an_offered_cable_once(world: World, cables: list[s
     ).one()
     assert event.payload == {"code": r.client_code, "cable_type_id": cables[0]}
 
-    # Twice is a no-op: no second ACTIVATE row, no second audit row, even with another cable.
+    # Twice with the same cable is a no-op: no second ACTIVATE row, no second audit row; with
+    # another cable a 409 naming the recorded one, nothing written (issue 14).
     before = counts(world.session)
-    again = world.activate(world.tech, cables[-1], set(cables))
+    again = world.activate(world.tech, cables[0], set(cables))
     world.session.commit()
     assert again.drop_cable_type_id == cables[0]
     assert counts(world.session) == before
+    exc = world.refused(Conflict, world.activate, world.tech, cables[-1], set(cables))
+    assert f"already active with cable {cables[0]}" in str(exc) and exc.field == "cable_type_id"
     assert world.kinds() == ["reserve", "activate"]
     audit = world.session.exec(
         select(AuditLog).where(AuditLog.action == "reservation.activate")

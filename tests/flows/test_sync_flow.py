@@ -140,3 +140,55 @@ def test_unexpected_failure_fails_the_run_and_keeps_the_change(engine: sa.Engine
     with Session(engine) as s:
         row = s.get(OutboxEvent, bad_id)
         assert row.status is OutboxStatus.PENDING and row.attempts == 1  # kept for a retry
+
+
+def _backdate(engine: sa.Engine, minutes: float) -> None:
+    """Every outbox row was created ``minutes`` ago (the outage began then)."""
+    from datetime import timedelta
+
+    from models.base import utcnow
+
+    with Session(engine) as s:
+        s.execute(sa.update(OutboxEvent).values(created_at=utcnow() - timedelta(minutes=minutes)))
+        s.commit()
+
+
+def test_outage_longer_than_the_threshold_fails_the_run(engine: sa.Engine, flow_env) -> None:
+    from config import get_settings
+    from domain.clock import operator_time
+    from flows.sync import sync_outbox
+
+    sim = flow_env
+    erp = Erp(engine, prefix="DOWN")
+    for fp in free_ports(sim, 2):
+        erp.reserve(fp)
+    _backdate(engine, 15)  # failing since 15 minutes, over the default of 10
+    sim.set_faults(error_rate=1.0)
+
+    state = sync_outbox(batch_size=10, max_batches=1, return_state=True)
+
+    assert state.is_failed(), state.message
+    with Session(engine) as s:
+        since = min(r.created_at for r in s.execute(sa.select(OutboxEvent)).scalars())
+    expected = operator_time(since, get_settings().tz)
+    assert f"OZmap unreachable since {expected}" in state.message
+    assert expected.endswith("-03:00")  # São Paulo, offset shown
+    with Session(engine) as s:  # nothing lost: the changes wait for OZmap
+        rows = list(s.execute(sa.select(OutboxEvent)).scalars())
+        assert all(r.status is OutboxStatus.PENDING and r.attempts == 1 for r in rows)
+
+
+def test_short_outage_keeps_the_run_completed(engine: sa.Engine, flow_env) -> None:
+    from flows.sync import sync_outbox
+
+    sim = flow_env
+    erp = Erp(engine, prefix="BLIP")
+    (fp,) = free_ports(sim, 1)
+    erp.reserve(fp)
+    _backdate(engine, 3)
+    sim.set_faults(error_rate=1.0)
+
+    state = sync_outbox(batch_size=10, max_batches=1, return_state=True)
+
+    assert state.is_completed(), state.message
+    assert state.result()["retried"] == 1

@@ -126,10 +126,17 @@ def test_a_sale_from_reservation_to_activation(
         "tech",
         offered[0]["id"],
     )
+    assert (view["cable"], view["already_active"]) == (offered[0]["id"], False)
     again = tech.post(
-        f"/reservations/{res['id']}/activate", json={"cable_type_id": offered[-1]["id"]}
+        f"/reservations/{res['id']}/activate", json={"cable_type_id": offered[0]["id"]}
     )
     assert again.status_code == 200 and again.json()["drop_cable_type_id"] == offered[0]["id"]
+    assert (again.json()["cable"], again.json()["already_active"]) == (offered[0]["id"], True)
+    other = tech.post(
+        f"/reservations/{res['id']}/activate", json={"cable_type_id": offered[-1]["id"]}
+    )
+    assert other.status_code == 409 and other.json()["field"] == "cable_type_id"
+    assert f"already active with cable {offered[0]['id']}" in other.json()["message"]
 
     shown = api_server.client("billing").get(f"/reservations/{res['id']}").json()
     assert [e["kind"] for e in shown["outbox"]] == ["reserve", "activate"]
@@ -142,6 +149,52 @@ def test_a_sale_from_reservation_to_activation(
         "service_request.take",
         "reservation.activate",
     } <= actions
+
+
+@pytest.mark.parametrize("same_cable", [True, False], ids=["same-cable", "other-cable"])
+def test_two_activations_sent_at_once_tell_the_second_which_cable(
+    api_server: ApiServer, oz_env: Any, unit: str, engine: sa.Engine, same_cable: bool
+) -> None:
+    sold = _open_sale(engine, unit)
+    box = new_box(oz_env)
+    seller, tech = api_server.client("seller"), api_server.client("tech")
+    created = seller.post(
+        "/reservations", json={"contract_id": sold["contract_id"], "box_id": box.box_id}
+    )
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    assert tech.post(f"/service-requests/{sold['service_request_id']}/take").status_code == 200
+    offered = [c["id"] for c in tech.get("/cable-types").json()]
+    assert len(offered) >= 2
+    cables = [offered[0], offered[0] if same_cable else offered[1]]
+    barrier = threading.Barrier(2)
+
+    def activate(cable: str) -> httpx.Response:
+        with api_server.client("tech") as http:
+            barrier.wait()
+            return http.post(f"/reservations/{rid}/activate", json={"cable_type_id": cable})
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(activate, cables))
+
+    with Session(engine) as s:
+        recorded = s.get(PortReservation, rid).drop_cable_type_id
+        activations = s.exec(
+            select(OutboxEvent).where(
+                OutboxEvent.reservation_id == rid, OutboxEvent.kind == "activate"
+            )
+        ).all()
+    assert recorded in cables and len(activations) == 1
+    first = [a for a in answers if a.status_code == 200 and not a.json()["already_active"]]
+    assert len(first) == 1 and first[0].json()["cable"] == recorded
+    (second,) = [a for a in answers if a is not first[0]]
+    if same_cable:
+        assert second.status_code == 200, second.text
+        assert (second.json()["cable"], second.json()["already_active"]) == (recorded, True)
+    else:
+        assert second.status_code == 409, second.text
+        assert second.json()["field"] == "cable_type_id"
+        assert f"already active with cable {recorded}" in second.json()["message"]
 
 
 @pytest.mark.skipif(not HAS_SYNC_ENGINE, reason="needs the outbox sync engine (domain.outbox)")
