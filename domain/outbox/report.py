@@ -12,6 +12,7 @@ from typing import Any
 
 from domain.clock import operator_time
 from domain.outbox.types import BatchReport, DeliveryOutcome, OutboxOverview, Result
+from models.base import utcnow
 
 LISTED = 20  # entries per list in the summary markdown
 KIND_WORDS = {"reserve": "reservation", "activate": "activation", "cancel": "cancellation"}

@@ -16,8 +16,8 @@ from domain import approval as ap
 from models import AuditLog, OutboxEvent, OutboxKind, PortReservation, ReservationStatus
 from models import ServiceRequestStatus as Sr
 from ozmap import OZmapClient
-from tests import factories as f
-from tests.domain.approval_support import make_contract, session_factory, set_auto_activation
+from tests.support import factories as f
+from tests.support.approval import make_contract, session_factory, set_auto_activation
 
 T = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
 
