@@ -118,7 +118,7 @@ def _artifacts(state: Any) -> dict[str, Any]:
         arts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
         )
-    return {a.key: a for a in arts}
+    return {a.key: a for a in arts if a.key}
 
 
 def _table(artifact: Any) -> dict[str, dict[str, Any]]:
