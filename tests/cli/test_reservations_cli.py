@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from cli.main import app
 from domain import cable_types
-from domain.units import create_unit
-from models import AppUser, PortReservation, UserRole
-from tests.support.reservations import new_box, sale, settings_pointing_at, sim_client
+from domain.units import create_unit, update_unit
+from models import AppUser, AuditLog, PortReservation, UserRole
+from tests.support.reservations import counts, new_box, sale, settings_pointing_at, sim_client
 
 
 @pytest.fixture
@@ -78,3 +78,40 @@ def test_reserve_take_activate_close_finish_from_the_cli(cli_env: Any, engine: s
     assert run("requests", "finish", str(rid), "--as", "tech").exit_code == 0
     with Session(engine) as s:
         assert s.get(PortReservation, view["id"]).activated_by == "tech"
+
+
+def test_reserve_a_kept_free_port_needs_force_and_an_admin(cli_env: Any, engine: sa.Engine) -> None:
+    box = new_box(cli_env, ports=2)  # 2 free ports in a unit keeping 2 free: none to sell
+    with Session(engine) as s:
+        unit = create_unit(s, code="SPO", name="SP", ozmap_project_ids=[], actor="t")
+        update_unit(s, "SPO", keep_free_ports=2, actor="t")
+        contract, _ = sale(s, unit_id=unit.id)  # type: ignore[arg-type]
+        s.add(AppUser(username="seller", role=UserRole.SELLER))
+        s.commit()
+        cid = contract.id
+        before = counts(s)
+    reserve = ("reservations", "reserve", str(cid), "--box", box.box_id)
+
+    refused = run(*reserve)
+    assert refused.exit_code == 2
+    assert f"box {box.box_id} keeps 2 ports free for unit SPO: 2 free ports left" in " ".join(
+        refused.stderr.split()
+    )
+    by_seller = run(*reserve, "--force", "--as", "seller")
+    assert by_seller.exit_code == 2 and "only an admin" in by_seller.stderr
+    with Session(engine) as s:
+        assert counts(s) == before  # nothing written on a refusal
+
+    forced = run(*reserve, "--force")
+    assert forced.exit_code == 0, forced.output
+    view = json.loads(forced.stdout)
+    assert (view["contract_id"], view["reserved_by"]) == (cid, "cli-admin")
+    with Session(engine) as s:
+        audit = s.exec(
+            select(AuditLog).where(
+                AuditLog.action == "reservation.reserve", AuditLog.entity_id == str(view["id"])
+            )
+        ).one()
+    assert audit.actor == "cli-admin"
+    assert audit.after is not None and audit.after["forced"] is True
+    assert (audit.after["keep_free_ports"], audit.after["free_ports_left"]) == (2, 2)
