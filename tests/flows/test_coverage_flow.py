@@ -39,7 +39,7 @@ def _box(n: int, where: tuple[float, float], project: str, free: int) -> dict[st
         "ozmap_id": f"{n:024x}", "ozmap_project_id": project, "name": f"CTO-{n:02d}",
         "latitude": where[0], "longitude": where[1], "draft": False, "implanted": True,
         "box_type": None, "ports_free": free, "ports_reserved": 0, "ports_active": 8 - free,
-        "ports_occupied": 0, "ports_blocked": 0, "ozmap_updated_at": None,
+        "ports_occupied": 0, "ports_blocked": 0, "drop_splitters": 1, "ozmap_updated_at": None,
         "refreshed_at": datetime.now(UTC),
     }  # fmt: skip
 
