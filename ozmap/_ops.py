@@ -14,6 +14,8 @@ from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
 
 from ozmap import _core as core
+from ozmap import _pages as paging
+from ozmap._retry import RetryPolicy
 from ozmap.errors import (
     OZmapError,
     OZmapNotFound,
@@ -92,7 +94,7 @@ def _rows_in(
 ) -> Gather:
     """One ``Rows`` per chunk of ids (``prop in [...]``), to run together."""
     return Gather(
-        tuple(Rows(model, combine(F(prop).in_(c), extra), **kw) for c in core.chunks(list(ids)))
+        tuple(Rows(model, combine(F(prop).in_(c), extra), **kw) for c in paging.chunks(list(ids)))
     )
 
 
@@ -129,9 +131,9 @@ def get_raw(model: str, object_id: str) -> Op[dict[str, Any]]:
 
 def count(model: str, flt: FilterLike = None) -> Op[int]:
     """Rows matching ``flt``: the envelope's ``total`` of a one-row page."""
-    params = core.list_params(limit=1, filter=flt, select="id")
+    params = paging.list_params(limit=1, filter=flt, select="id")
     body = yield Request("GET", _id(model), params=params, context=f"count {model}")
-    env = core.parse_envelope(body, model)
+    env = paging.parse_envelope(body, model)
     if env.total is not None:
         return env.total
     rows = yield Rows(model, flt, select="id")  # a server without totals: count the pages
@@ -306,7 +308,7 @@ def _dedupe(code: str, mine: Property) -> Op[Property]:
     return survivor
 
 
-def reserve_port(request: ReserveRequest, *, policy: core.RetryPolicy) -> Op[Reservation]:
+def reserve_port(request: ReserveRequest, *, policy: RetryPolicy) -> Op[Reservation]:
     """Reserve a port for ``request.code``, idempotently (see ``OZmapClient.reserve_port``)."""
     req = request
     code = req.code

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 
 from ozmap import _core as core
+from ozmap import _pages as paging
+from ozmap import _retry as retry
 from ozmap.errors import (
     OZmapAuthError,
     OZmapNotFound,
@@ -121,41 +123,41 @@ def test_network_splitters_are_not_customer_facing() -> None:
 
 def test_next_page_plan_follows_next_url_and_falls_back_to_totals() -> None:
     base = "https://isp.ozmap.com.br:9994/api/v2/"
-    env = core.parse_envelope(
+    env = paging.parse_envelope(
         {"total": 30, "count": 10, "start": 0, "rows": [{}] * 10, "hasNextPage": True,
          "nextUrl": "/api/v2/boxes?page=2&limit=10"}, "boxes"
     )  # fmt: skip
-    assert core.plan_next(env, 1, 10, base).url == base + "boxes?page=2&limit=10"
-    env = core.parse_envelope({"total": 30, "count": 10, "start": 10, "rows": [{}] * 10}, "boxes")
-    assert core.plan_next(env, 2, 10, base).page == 3
-    env = core.parse_envelope({"total": 30, "count": 10, "start": 20, "rows": [{}] * 10}, "boxes")
-    assert core.plan_next(env, 3, 10, base) is None
-    env = core.parse_envelope({"total": 30, "rows": [{}] * 10, "hasNextPage": False}, "boxes")
-    assert core.plan_next(env, 1, 10, base) is None
+    assert paging.plan_next(env, 1, 10, base).url == base + "boxes?page=2&limit=10"
+    env = paging.parse_envelope({"total": 30, "count": 10, "start": 10, "rows": [{}] * 10}, "boxes")
+    assert paging.plan_next(env, 2, 10, base).page == 3
+    env = paging.parse_envelope({"total": 30, "count": 10, "start": 20, "rows": [{}] * 10}, "boxes")
+    assert paging.plan_next(env, 3, 10, base) is None
+    env = paging.parse_envelope({"total": 30, "rows": [{}] * 10, "hasNextPage": False}, "boxes")
+    assert paging.plan_next(env, 1, 10, base) is None
 
 
 def test_next_url_to_another_host_is_never_followed() -> None:
     base = "https://isp.ozmap.com.br:9994/api/v2/"
-    assert core.resolve_next_url("https://evil.example/api/v2/boxes?page=2", base) is None
-    assert core.resolve_next_url("http://isp.ozmap.com.br:9994/api/v2/boxes", base) is None
-    env = core.parse_envelope(
+    assert paging.resolve_next_url("https://evil.example/api/v2/boxes?page=2", base) is None
+    assert paging.resolve_next_url("http://isp.ozmap.com.br:9994/api/v2/boxes", base) is None
+    env = paging.parse_envelope(
         {"total": 30, "count": 10, "rows": [{}] * 10, "hasNextPage": True,
          "nextUrl": "https://evil.example/api/v2/boxes?page=2"}, "boxes"
     )  # fmt: skip
-    nxt = core.plan_next(env, 1, 10, base)
+    nxt = paging.plan_next(env, 1, 10, base)
     assert nxt.url is None and nxt.page == 2
 
 
 def test_retry_delay_is_jittered_exponential_and_honours_retry_after() -> None:
-    policy = core.RetryPolicy(backoff=0.5, max_backoff=4.0, max_retry_after=10.0)
+    policy = retry.RetryPolicy(backoff=0.5, max_backoff=4.0, max_retry_after=10.0)
     for attempt in range(6):
         d = policy.delay(attempt)
         assert 0.0 <= d <= min(4.0, 0.5 * 2**attempt)
     assert policy.delay(0, retry_after=3.0) >= 3.0
     assert policy.delay(0, retry_after=3600.0) <= 10.0  # capped
-    assert core.parse_retry_after("7") == 7.0
-    assert core.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert core.parse_retry_after("soon") is None
+    assert retry.parse_retry_after("7") == 7.0
+    assert retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert retry.parse_retry_after("soon") is None
 
 
 def _response(status: int, body: dict) -> httpx.Response:
