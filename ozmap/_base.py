@@ -33,6 +33,8 @@ log = logging.getLogger("ozmap.client")
 T = TypeVar("T")
 USER_AGENT = "erp-ozmap/0.1 (+httpx)"
 Sort = str | Sequence[Mapping[str, Any]] | Mapping[str, Any] | None
+# A transport error with this little budget left was the budget running out, not OZmap failing.
+BUDGET_SLACK_SECONDS = 0.05
 # The monotonic time by which the calls inside ``within_budget()`` must be done (per thread /
 # task, so concurrent sellers each get their own budget).
 _DEADLINE: ContextVar[float | None] = ContextVar("ozmap_deadline", default=None)
@@ -191,6 +193,10 @@ class BaseClient:
         self, exc: httpx.TransportError, req: ops.Request, attempt: int, sent_before: bool
     ) -> RetryDecision:
         """Retry when safe (nothing sent, or idempotent) and budget left; else raise."""
+        remaining = self._remaining()
+        if remaining is not None and remaining <= BUDGET_SLACK_SECONDS:
+            # The budget cut this attempt short: say so, whatever attempt this was.
+            raise self._budget_spent(req) from None
         sent = retry.request_was_sent(exc)
         reason = type(exc).__name__
         if (not sent or self._idempotent(req)) and attempt < self.policy.max_retries:
