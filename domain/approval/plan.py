@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from config import get_settings
 from domain import cable_types
+from domain.clock import operator_time
 from domain.errors import InvalidInput
 from domain.parameters import billing_settings, integration_settings
 from models import ApprovalTrigger
@@ -55,10 +56,11 @@ def resolve_as_of(as_of: datetime | None, tz: tzinfo | None = None) -> datetime:
 
 
 def run_name(*, dry_run: bool, limit: int | None, as_of: datetime | None) -> str:
-    """A flow-run name that says what ran, e.g. 'approval-dry-run-2026-11-27T14:00-limit-50'."""
+    """A flow-run name that says what ran (operator time with its offset), e.g.
+    'approval-dry-run-2026-11-27T14:00-03:00-limit-50'."""
     moment = resolve_as_of(as_of).astimezone(local_tz())
     name = "approval-dry-run" if dry_run else "approval"
-    name += f"-{moment:%Y-%m-%dT%H:%M}"
+    name += "-" + operator_time(moment, moment.tzinfo).replace(" ", "T", 1).replace(" ", "")
     if limit is not None:
         name += f"-limit-{limit}"
     return name

@@ -11,6 +11,7 @@ from typing import Any
 
 from domain.approval.approve import ContractOutcome, ContractResult
 from domain.approval.plan import ApprovalPlan, local_tz
+from domain.clock import operator_time
 from models import ApprovalTrigger
 
 _ROW_ORDER = {
@@ -51,7 +52,7 @@ class ApprovalReport:
 
     def summary(self) -> str:
         """One sentence for people: what the run did, in the local zone."""
-        when = self.plan.as_of.astimezone(local_tz()).strftime("%Y-%m-%d %H:%M %Z")
+        when = operator_time(self.plan.as_of, local_tz())
         verb = "Would approve" if self.dry_run else "Approved"
         text = (
             f"{verb} {self.approved} of {self.selected} eligible contract(s) "

@@ -412,8 +412,12 @@ def test_first_authentication_keeps_the_earliest_and_triggers_approval(
 def test_naive_as_of_is_local_time_and_the_run_name_says_what_ran() -> None:
     local = ap.resolve_as_of(datetime(2026, 11, 27, 14, 0))
     assert local == T
-    assert ap.run_name(dry_run=True, limit=None, as_of=T) == "approval-dry-run-2026-11-27T14:00"
-    assert ap.run_name(dry_run=False, limit=50, as_of=T) == "approval-2026-11-27T14:00-limit-50"
+    assert (
+        ap.run_name(dry_run=True, limit=None, as_of=T) == "approval-dry-run-2026-11-27T14:00-03:00"
+    )
+    assert (
+        ap.run_name(dry_run=False, limit=50, as_of=T) == "approval-2026-11-27T14:00-03:00-limit-50"
+    )
 
 
 # -- PostgreSQL: row locks and overlapping runs --------------------------------------------

@@ -99,7 +99,7 @@ def test_run_completes_approves_activates_and_reports(
         "failed": 0,
     }
     name, by_key, _ = _run_info(state)
-    assert name == "approval-2026-11-27T14:00"
+    assert name == "approval-2026-11-27T14:00-03:00"
     rows = _table(by_key[REPORT_KEY])
     assert {(r["contract"], r["outcome"]) for r in rows} == {
         (activated[0], "activated"),
@@ -149,7 +149,7 @@ def test_dry_run_is_named_so_and_writes_nothing_and_a_bad_limit_is_refused(
     assert state.is_completed()
     assert state.result()["approved"] == 1
     name, _, _ = _run_info(state)
-    assert name == "approval-dry-run-2026-11-27T14:00-limit-5"
+    assert name == "approval-dry-run-2026-11-27T14:00-03:00-limit-5"
     assert approvals_per_contract(engine) == {}
 
     bad = approve_contracts(limit=0, as_of=T, return_state=True)
