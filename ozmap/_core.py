@@ -307,7 +307,8 @@ def port_with_holder(port: Port, prop: Property | None, clients: Mapping[str, FT
     state = PortState.OCCUPIED
     if client is not None:
         state = PortState.ACTIVE if client.implanted else PortState.RESERVED
-    return Port.model_construct(
+    # A new validated Port is cheaper than model_copy (and than model_construct).
+    return Port(
         number=port.number, state=state, splitter_id=port.splitter_id, box_id=port.box_id,
         fiber_id=port.fiber_id, property_id=prop.id, client_id=prop.client,
         client_code=client.code if client else None,
@@ -354,9 +355,7 @@ def assemble_snapshots(
     for s in splitters:
         if s.is_drop and s.parent is not None and s.parent in by_box:
             by_box[s.parent].append(
-                SplitterSnapshot.model_construct(
-                    splitter=s, ports=splitter_ports(s, holders, by_client)
-                )
+                SplitterSnapshot(splitter=s, ports=splitter_ports(s, holders, by_client))
             )
     for snaps in by_box.values():
         snaps.sort(key=lambda x: (x.splitter.name, x.splitter.id))

@@ -82,7 +82,7 @@ Ref = Annotated[str | None, BeforeValidator(ref_id)]
 
 def _split_coords(data: Any) -> Any:
     """``coords: [lng, lat]`` (or a GeoJSON Point) → ``lat``/``lng``; ``_id`` → ``id``."""
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or ("coords" not in data and "_id" not in data):
         return data
     data = dict(data)
     if "id" not in data and "_id" in data:
@@ -296,11 +296,9 @@ class Splitter(BulkModel):
             state = PortState.BLOCKED
         else:
             state = PortState.FREE
-        # Every value is checked above: build without validating (tens of thousands per read).
-        return Port.model_construct(
-            number=number, state=state, splitter_id=self.id, box_id=self.parent, fiber_id=fiber,
-            property_id=None, client_id=None, client_code=None,
-        )  # fmt: skip
+        return Port(
+            number=number, state=state, splitter_id=self.id, box_id=self.parent, fiber_id=fiber
+        )
 
     def physical_ports(self) -> list[Port]:
         return [self.physical_port(n) for n in range(1, self.port_count + 1)]
@@ -414,10 +412,7 @@ class BoxSnapshot(BaseModel):
         for s in splitters:
             for p in s.ports:
                 counts[p.state] += 1
-        # box and splitters are already validated models, the counts plain ints.
-        return cls.model_construct(
-            box=box, splitters=splitters, **{k.value: v for k, v in counts.items()}
-        )
+        return cls(box=box, splitters=splitters, **{k.value: v for k, v in counts.items()})
 
     @property
     def total(self) -> int:
