@@ -333,7 +333,7 @@ def _populated_client(value: Any, handler: ValidatorFunctionWrapHandler) -> FTTH
     if not isinstance(value, dict):
         return None
     try:
-        return handler(value)  # type: ignore[no-any-return]
+        return handler(value)
     except ValueError:
         return None
 
