@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
 
+from pydantic import TypeAdapter
+
 from ozmap import _core as core
 from ozmap import _pages as paging
 from ozmap._retry import RetryPolicy
@@ -44,6 +46,12 @@ from ozmap.models import (
 )
 
 T = TypeVar("T")
+
+# Whole pages validated in one call (no Python call per row).
+_BOXES = TypeAdapter(list[Box])
+_SPLITTERS = TypeAdapter(list[Splitter])
+_PROPERTIES = TypeAdapter(list[Property])
+_CLIENTS = TypeAdapter(list[FTTHClient])
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ def find_properties_by_client_code(code: str) -> Op[list[Property]]:
         return []  # some tenants answer 404 instead of [] for an unknown code
     if isinstance(body, dict):
         body = body.get("rows", [body])
-    return [Property.model_validate(r) for r in body or []]
+    return _PROPERTIES.validate_python(body or [])
 
 
 def _clients_for(props: Sequence[Property]) -> Op[dict[str, FTTHClient]]:
@@ -164,7 +172,7 @@ def _clients_for(props: Sequence[Property]) -> Op[dict[str, FTTHClient]]:
     if not ids:
         return {}
     results = yield _rows_in("ftth-clients", "id", ids)
-    clients = [FTTHClient.model_validate(r) for r in _flat(results)]
+    clients = _CLIENTS.validate_python(_flat(results))
     return {c.id: c for c in clients}
 
 
@@ -174,7 +182,7 @@ def snapshot_page(boxes: Sequence[Box]) -> Op[list[BoxSnapshot]]:
         return []
     ids = [b.id for b in boxes]
     results = yield _rows_in("splitters", "parent", ids, F("isDrop") == True)  # noqa: E712
-    splitters = [Splitter.model_validate(r) for r in _flat(results)]
+    splitters = _SPLITTERS.validate_python(_flat(results))
     occupied = set(core.occupied_splitter_ids(splitters))
     busy = {s.parent for s in splitters if s.id in occupied}
     props: list[Property] = []
@@ -182,7 +190,7 @@ def snapshot_page(boxes: Sequence[Box]) -> Op[list[BoxSnapshot]]:
         results = yield _rows_in(
             "properties", "box", sorted(b for b in busy if b), populate="client"
         )
-        props = [Property.model_validate(r) for r in _flat(results)]
+        props = _PROPERTIES.validate_python(_flat(results))
     clients = yield from _clients_for(props)
     return core.assemble_snapshots(boxes, splitters, props, clients.values())
 
@@ -215,7 +223,7 @@ def changed_box_ids(project_id: str, since: datetime) -> Op[list[str]]:
 
 def boxes_by_id(ids: Sequence[str]) -> Op[list[Box]]:
     results = yield _rows_in("boxes", "id", ids)
-    return [Box.model_validate(r) for r in _flat(results)]
+    return _BOXES.validate_python(_flat(results))
 
 
 def port_state(box_id: str, splitter_id: str, port: int) -> Op[Port]:
@@ -234,7 +242,7 @@ def port_state(box_id: str, splitter_id: str, port: int) -> Op[Port]:
     if physical.state is not PortState.OCCUPIED:
         return physical
     rows = yield Rows("properties", F("box") == box_id, populate="client")
-    props = [Property.model_validate(r) for r in rows]
+    props = _PROPERTIES.validate_python(rows)
     holders = core.index_holders(props)
     holder = holders.get((splitter_id, port)) or holders.get(("fiber", physical.fiber_id))
     clients = yield from _clients_for([holder] if holder else [])

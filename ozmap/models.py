@@ -12,12 +12,13 @@ ones (projects, cable types, FTTH clients, viability) keep them in ``model_extra
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AliasChoices,
+    AliasPath,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -81,7 +82,7 @@ Ref = Annotated[str | None, BeforeValidator(ref_id)]
 
 def _split_coords(data: Any) -> Any:
     """``coords: [lng, lat]`` (or a GeoJSON Point) → ``lat``/``lng``; ``_id`` → ``id``."""
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or ("coords" not in data and "_id" not in data):
         return data
     data = dict(data)
     if "id" not in data and "_id" in data:
@@ -95,15 +96,34 @@ def _split_coords(data: Any) -> Any:
     return data
 
 
-class OZmapModel(BaseModel):
-    """Common fields of every OZmap object."""
+def _coord(name: str, index: int) -> Any:
+    """``lat``/``lng`` read from ``coords`` (a list or a GeoJSON Point), else from ``name``."""
+    return Field(
+        validation_alias=AliasChoices(
+            AliasPath("coords", index), AliasPath("coords", "coordinates", index), name
+        )
+    )
+
+
+class OZmapObject(BaseModel):
+    """Common fields of every OZmap object; ``_id`` is accepted for ``id``."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    id: str
+    id: str = Field(validation_alias=AliasChoices("id", "_id"))
     external_id: Any = None
     created_at: datetime | None = Field(None, alias="createdAt")
     updated_at: datetime | None = Field(None, alias="updatedAt")
+
+
+class BulkModel(OZmapObject):
+    """The objects read by the hundred thousand: every rule is declared on the fields (aliases,
+    annotated validators) so a whole page is validated without a Python hook per row, and
+    unknown fields (``coords`` included) are dropped."""
+
+
+class OZmapModel(OZmapObject):
+    """The small objects: unknown fields are kept, so ``coords`` is taken out first."""
 
     @model_validator(mode="before")
     @classmethod
@@ -141,13 +161,13 @@ class Project(OZmapModel):
         return self.max_drop_size
 
 
-class Box(OZmapModel):
+class Box(BulkModel):
     """A network box (caixa); CTO = customer-facing splitter box."""
 
     kind: str = "Box"
     name: str = ""
-    lat: float
-    lng: float
+    lat: float = _coord("lat", 1)
+    lng: float = _coord("lng", 0)
     project: Ref = None
     box_type: Ref = Field(None, alias="boxType")
     hierarchy_level: int | None = Field(None, alias="hierarchyLevel")
@@ -180,14 +200,14 @@ def _ref_list(values: Any, handler: ValidatorFunctionWrapHandler) -> list[str | 
 RefList = Annotated[list[str | None], WrapValidator(_ref_list)]
 
 
-class Pole(OZmapModel):
+class Pole(BulkModel):
     """A pole (poste); drops are pulled along adjacent poles. ``kind`` is "Pole" (API docs,
     SDK's base-point enum) or "POLE" (the SDK's ``PoleSchema`` literal): both accepted."""
 
     kind: str = "Pole"
     name: str = ""
-    lat: float
-    lng: float
+    lat: float = _coord("lat", 1)
+    lng: float = _coord("lng", 0)
     project: Ref = None
     pole_type: Ref = Field(None, alias="poleType")
     usable: bool = True  # false: no room for another cable
@@ -225,7 +245,7 @@ class Port(BaseModel):
     client_code: str | None = None
 
 
-class Splitter(OZmapModel):
+class Splitter(BulkModel):
     kind: str = "Splitter"
     name: str = ""
     parent: Ref = None  # the box id
@@ -306,28 +326,37 @@ class Connection(BaseModel):
     implanted: bool | None = None
 
 
-class Property(OZmapModel):
+def _populated_client(value: Any, handler: ValidatorFunctionWrapHandler) -> FTTHClient | None:
+    """A populated ``client`` object → its FTTHClient; an id (or a bad object) → None."""
+    if value is None or isinstance(value, FTTHClient):
+        return value
+    if not isinstance(value, dict):
+        return None
+    try:
+        return handler(value)
+    except ValueError:
+        return None
+
+
+PopulatedClient = Annotated[FTTHClient | None, WrapValidator(_populated_client)]
+
+
+class Property(BulkModel):
     """Customer premises (imóvel): box, client, drop cable and its splitter connection."""
 
     kind: str = "Property"
-    lat: float
-    lng: float
+    lat: float = _coord("lat", 1)
+    lng: float = _coord("lng", 0)
     address: str | None = None
     project: Ref = None
     box: Ref = None
     client: Ref = None
     drop: Ref = None
     connections: list[Connection] = Field(default_factory=list)
-    client_detail: FTTHClient | None = None  # filled when OZmap populated ``client``
-
-    @model_validator(mode="before")
-    @classmethod
-    def _keep_populated_client(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("client"), dict):
-            data = dict(data)
-            with contextlib.suppress(ValueError):
-                data["client_detail"] = FTTHClient.model_validate(data["client"])
-        return data
+    # Filled when OZmap populated ``client`` (read from the same key as ``client``).
+    client_detail: PopulatedClient = Field(
+        None, validation_alias=AliasChoices("client_detail", "client")
+    )
 
     @property
     def splitter_id(self) -> str | None:
@@ -351,7 +380,7 @@ class CableType(OZmapModel):
     fiber_number: int | None = Field(None, alias="fiberNumber")
 
 
-class Cable(OZmapModel):
+class Cable(BulkModel):
     kind: str = "Cable"  # "Cable" or "Drop"
     name: str | None = None
     implanted: bool | None = None

@@ -88,7 +88,12 @@ def chord_to_geodesic(chord: np.ndarray | float) -> np.ndarray | float:
     return chord + chord**3 / (24.0 * _RHO2)
 
 
-def geodesic_m(lat1: float, lng1: float, lat2: np.ndarray | float, lng2: np.ndarray | float):
+def geodesic_m(
+    lat1: np.ndarray | float,
+    lng1: np.ndarray | float,
+    lat2: np.ndarray | float,
+    lng2: np.ndarray | float,
+):
     """Geodesic metres from one point to one or many points (vectorised)."""
     p = ecef(lat1, lng1)
     q = ecef(lat2, lng2)

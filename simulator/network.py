@@ -260,3 +260,21 @@ def mix64(*values: int) -> int:
         x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
         x ^= x >> 31
     return x
+
+
+_U64 = np.uint64
+
+
+def mix64_many(seed: int, tag: int, ks: np.ndarray) -> list[int]:
+    """``[mix64(seed, tag, k) for k in ks]`` computed in uint64 arrays (wraps like the masks)."""
+    golden = _U64(0x9E3779B97F4A7C15)
+    out = np.full(len(ks), golden, dtype=np.uint64)
+    for v in (np.full(len(ks), seed & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64),
+              np.full(len(ks), tag & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64),
+              np.asarray(ks, dtype=np.int64).astype(np.uint64)):  # fmt: skip
+        out ^= v
+        out += golden
+        out = (out ^ (out >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        out = (out ^ (out >> _U64(27))) * _U64(0x94D049BB133111EB)
+        out ^= out >> _U64(31)
+    return [int(h) for h in out.tolist()]

@@ -69,6 +69,8 @@ class Collection:
     model: str
     n_gen: int
     builder: Callable[[int], Doc]
+    # Builds many generated objects at once (vectorised parts), same documents as builder.
+    batch: Callable[[np.ndarray], list[Doc]] | None = None
     deleted: np.ndarray = field(init=False)
     n_deleted: int = 0
     overrides: dict[int, Doc] = field(default_factory=dict)
@@ -134,9 +136,28 @@ class Collections:
 
     def materialize(self, model: str, ns: np.ndarray | list[int]) -> list[Doc]:
         col = self.col(model)
+        if col.batch is not None and len(ns):
+            return self._materialize_batch(col, np.asarray(ns, dtype=np.int64))
         out = []
         for n in ns:
             obj = col.get_n(int(n))
+            if obj is not None:
+                out.append(obj)
+        return out
+
+    @staticmethod
+    def _materialize_batch(col: Collection, ns: np.ndarray) -> list[Doc]:
+        """Plain generated objects through the batch builder, the rest one by one, in order."""
+        assert col.batch is not None
+        plain = ns < col.n_gen
+        if col.n_deleted:
+            plain[plain] = ~col.deleted[ns[plain]]
+        if col.overrides:
+            plain &= ~np.isin(ns, np.fromiter(col.overrides, dtype=np.int64))
+        built = iter(col.batch(ns[plain]))
+        out = []
+        for n, is_plain in zip(ns.tolist(), plain.tolist(), strict=True):
+            obj = next(built) if is_plain else col.get_n(n)
             if obj is not None:
                 out.append(obj)
         return out

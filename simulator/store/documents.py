@@ -19,7 +19,7 @@ import numpy as np
 from simulator import filters as F
 from simulator.catalogues import BOX_TYPES, CITIES, FIRST_NAMES, LAST_NAMES, POLE_TYPES, STREETS
 from simulator.ids import BASE_TIME, make_id
-from simulator.network import NetworkState, mix64
+from simulator.network import NetworkState, mix64, mix64_many
 from simulator.store.collection import Collection, Doc
 
 CLIENT_CODE_PREFIX = "SIM-"
@@ -73,6 +73,9 @@ class Documents:
         )
         for model, n, builder in generated:
             cols[model] = Collection(model, n, builder)
+        cols["cables"].batch = self.cables
+        cols["properties"].batch = self.properties
+        cols["ftth-clients"].batch = self.clients
         return cols
 
     # ------------------------------------------------------------------ poles
@@ -190,12 +193,12 @@ class Documents:
     # ------------------------------------------------------------------ what hangs on a port
     # Generated occupied port k has a property, its FTTH client, a drop cable and its fiber.
 
-    def _prop_place(self, k: int) -> tuple[int, int, int, float, float]:
-        """(splitter, port, box, lng, lat) of generated property k."""
+    def _prop_place(self, k: int, h: int | None = None) -> tuple[int, int, int, float, float]:
+        """(splitter, port, box, lng, lat) of generated property k (h: its place hash)."""
         net = self.net
         s = int(net.prop_spl[k])
         b = int(net.spl_box[s])
-        h = mix64(net.seed, 6, k)
+        h = mix64(net.seed, 6, k) if h is None else h
         d = 15.0 + (h & 0xFFFF) / 65535.0 * 105.0
         br = ((h >> 16) & 0xFFFF) / 65535.0 * 2 * math.pi
         blat, blng = float(net.box_lat[b]), float(net.box_lng[b])
@@ -203,11 +206,17 @@ class Documents:
         lng = round(blng + d * math.sin(br) / (111320.0 * math.cos(math.radians(blat))), 7)
         return s, int(net.prop_port[k]), b, lng, lat
 
-    def property(self, k: int) -> Doc:
+    def properties(self, ks: np.ndarray) -> list[Doc]:
+        """Properties ks, their hashes computed in one vectorised pass."""
+        seed, k_list = self.net.seed, ks.tolist()
+        places, names = mix64_many(seed, 6, ks), mix64_many(seed, 7, ks)
+        return [self.property(*a) for a in zip(k_list, places, names, strict=True)]
+
+    def property(self, k: int, h_place: int | None = None, h: int | None = None) -> Doc:
         net = self.net
-        s, port, b, lng, lat = self._prop_place(k)
+        s, port, b, lng, lat = self._prop_place(k, h_place)
         city = int(net.box_project[b])
-        h = mix64(net.seed, 7, k)
+        h = mix64(net.seed, 7, k) if h is None else h
         implanted = bool(net.prop_implanted[k])
         return {
             "id": make_id("properties", k),
@@ -237,8 +246,13 @@ class Documents:
             "updatedAt": BASE_TIME,
         }
 
-    def client(self, k: int) -> Doc:
-        h = mix64(self.net.seed, 7, k)
+    def clients(self, ks: np.ndarray) -> list[Doc]:
+        """FTTH clients ks, their hashes computed in one vectorised pass."""
+        hashes = mix64_many(self.net.seed, 7, ks)
+        return [self.client(k, h) for k, h in zip(ks.tolist(), hashes, strict=True)]
+
+    def client(self, k: int, h: int | None = None) -> Doc:
+        h = mix64(self.net.seed, 7, k) if h is None else h
         name = (
             f"{FIRST_NAMES[(h >> 20) % 16]} {LAST_NAMES[(h >> 28) % 16]} "
             f"{LAST_NAMES[(h >> 36) % 16]}"
@@ -274,11 +288,30 @@ class Documents:
         return k if 0 <= k < self.net.n_props else None
 
     def cable(self, k: int) -> Doc:
+        return self.cables(np.array([k], dtype=np.int64))[0]
+
+    def cables(self, ks: np.ndarray) -> list[Doc]:
+        """Drop cables ks: the lengths in one vectorised geodesic (most of a cable's cost)."""
+        if not len(ks):
+            return []
         net = self.net
-        _, _, b, lng, lat = self._prop_place(k)
+        hashes = mix64_many(net.seed, 6, ks)
+        places = [self._prop_place(k, h) for k, h in zip(ks.tolist(), hashes, strict=True)]
+        boxes = np.array([p[2] for p in places], dtype=np.int64)
+        lengths = F.geodesic_m(
+            net.box_lat[boxes],
+            net.box_lng[boxes],
+            np.array([p[4] for p in places]),
+            np.array([p[3] for p in places]),
+        )
+        return [
+            self._cable(k, b, round(float(length), 2))
+            for k, b, length in zip(ks.tolist(), boxes.tolist(), lengths.tolist(), strict=True)
+        ]
+
+    def _cable(self, k: int, b: int, length: float) -> Doc:
+        net = self.net
         city = int(net.box_project[b])
-        length = float(F.geodesic_m(float(net.box_lat[b]), float(net.box_lng[b]), lat, lng))
-        length = round(length, 2)
         return {
             "id": make_id("cables", k),
             "kind": "Drop",
