@@ -49,6 +49,13 @@ class ReservePayload(_Payload):
     address: str = ""
     drop_poles: list[str] | None = None  # the drop along these poles (box's pole first)
 
+    def to_json(self) -> dict[str, Any]:
+        """A straight drop keeps the keys a reservation had before routes existed."""
+        body = super().to_json()
+        if body.get("drop_poles") is None:
+            body.pop("drop_poles", None)
+        return body
+
     def request(self) -> ReserveRequest:
         return ReserveRequest(
             code=self.code, name=self.name, project_id=self.project_id, box_id=self.box_id,
