@@ -29,11 +29,11 @@ def test_the_example_feasibility_query_sells(
 ) -> None:
     """The printed point, radius and unit find a box with a free port once the cache is filled
     (the demo starts the full refresh before printing the welcome)."""
-    from domain.feasibility_service import unit_projects
-
     from config import reset_settings_cache
     from deployments.demo_setup import _push_now
-    from domain.network_cache import load_index, refresh_network
+    from domain.feasibility.loader import load_index
+    from domain.feasibility.service import unit_projects
+    from domain.network_cache.refresh import refresh_network
     from models.db import session_scope
     from ozmap.client import OZmapClient
 
