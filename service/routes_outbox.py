@@ -39,6 +39,9 @@ def list_outbox(
         if status
         else admin.waiting_rows(session, limit=limit)
     )
+    # End this request's transaction first: on SQLite it holds the write lock, and the status
+    # below reads through connections of its own.
+    session.commit()
     report = admin.outbox_status(session.get_bind())  # type: ignore[arg-type]
     return {"counts": report.counts, "rows": [asdict(r) for r in rows]}
 
