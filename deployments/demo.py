@@ -181,6 +181,13 @@ def _run(
     wait_api(sup, cfg, api)
     if once:
         report = run_once(cfg, seeded.tokens["eva"], echo)
+        # A run reported Completed may still have its process below the runner; stopping the
+        # runner then would mark that finished run Cancelled. Let the processes end first.
+        wait_until(
+            "the served flow runs to exit",
+            lambda: sup.flow_runs_in_flight("serve") == 0,
+            timeout=cfg.run_timeout,
+        )
         print_report(report, echo)
         if report_json:
             report_json.write_text(report.to_json())

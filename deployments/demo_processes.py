@@ -95,6 +95,18 @@ class Supervisor:
                 found += psutil.Process(child.proc.pid).children(recursive=True)
         return found
 
+    def flow_runs_in_flight(self, name: str) -> int:
+        """Flow-run processes still alive below child `name` (a served runner's runs)."""
+        count = 0
+        for child in self.children:
+            if child.name != name:
+                continue
+            with contextlib.suppress(psutil.Error):
+                for proc in psutil.Process(child.proc.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        count += "PREFECT__FLOW_RUN_ID" in proc.environ()
+        return count
+
     def tail(self, child: Child, lines: int = 20) -> str:
         try:
             text = child.log_path.read_text(errors="replace")
