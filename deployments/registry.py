@@ -281,6 +281,17 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         concurrency=Concurrency(1, "CANCEL_NEW"),
     ),
     DeploymentSpec(
+        name="scan-part",
+        entrypoint="flows/reconciliation.py:scan_part",
+        description=(
+            "Part of a fanned-out reconciliation (fan_out=True): reads some OZmap projects "
+            "and stores their rows for the parent run, which compares. Not scheduled; any "
+            "worker takes it (the parent holds the reconciliation limit and lock)."
+        ),
+        parameters={"run_id": None, "projects": None},
+        tags=_reconcile_tags("part"),
+    ),
+    DeploymentSpec(
         name="incremental-refresh",
         entrypoint="flows/network.py:refresh_network",
         description=(

@@ -28,7 +28,7 @@ from models.network import (
 )
 from models.outbox import OutboxEvent
 from models.parameters import BillingSettings, IntegrationSettings
-from models.reconciliation import Discrepancy, ReconciliationRun
+from models.reconciliation import Discrepancy, ReconciliationRun, ReconciliationScanPart
 from models.reservations import PortReservation
 from models.units import Unit, UnitProject
 from models.users import AppUser, AuthGeneration
@@ -60,6 +60,7 @@ __all__ = [
     "PortReservation",
     "ReconciliationMode",
     "ReconciliationRun",
+    "ReconciliationScanPart",
     "ReservationStatus",
     "RunStatus",
     "ServiceRequest",

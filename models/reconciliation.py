@@ -41,3 +41,22 @@ class Discrepancy(SQLModel, table=True):
     ozmap: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     message: str = Field(default="", max_length=1000)
     repair_status: str | None = Field(default=None, max_length=32)
+
+
+class ReconciliationScanPart(SQLModel, table=True):
+    """One OZmap project scanned by a child run of a fanned-out reconciliation.
+
+    The application database is what every worker of the pool reaches, so the parent run reads
+    its children's scans from here (merged into its read model, then deleted). A retried child
+    replaces its part: the key is (run, project).
+    """
+
+    __tablename__ = "reconciliation_scan_part"
+
+    run_id: int = Field(foreign_key="reconciliation_run.id", primary_key=True)
+    project: str = Field(max_length=64, primary_key=True)
+    payload: bytes = Field(sa_type=sa.LargeBinary)  # domain.reconciliation.parts.ScanPart
+    splitters: int = 0
+    ports: int = 0
+    properties: int = 0
+    created_at: datetime = ts_column(nullable=False, default_now=True)

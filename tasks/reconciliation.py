@@ -1,6 +1,7 @@
 """Prefect tasks of the ERP ↔ OZmap reconciliation: thin wrappers over the domain's steps.
 
-One task per step and one scan task per OZmap project (never per port or per reservation).
+One task per step and one scan task per OZmap project (never per port or per reservation);
+a fanned-out run's children scan with ``scan_part`` and the parent merges with ``merge_parts``.
 Only ids, paths and small plain data cross task boundaries; every task opens its own database
 engine, read model and OZmap client. Nothing is cached (``NO_CACHE``): each step either only
 reads or is idempotent (a rescanned project replaces its rows; a repeated compare replaces its
@@ -23,7 +24,8 @@ from prefect.cache_policies import NO_CACHE
 
 from domain.reconciliation import repairs as repairs_core
 from domain.reconciliation import steps as core
-from domain.reconciliation.common import phase_progress
+from domain.reconciliation.common import no_progress, phase_progress
+from domain.reconciliation.parts import delete_parts
 from domain.reconciliation.repairs import RepairResult
 from domain.reconciliation.report import table_rows
 from domain.reconciliation.runs import discrepancies
@@ -89,6 +91,26 @@ def scan_project(
     report = phase_progress(ProgressReporter(progress_artifact), "scan")
     counter = RowCounter(rows_total, report, seen=rows_before, every=1.0)
     return core.scan_step(read_model, project_id, on_rows=counter)
+
+
+@task(name="reconciliation-scan-part", task_run_name="scan-part-{project_id}", **_RELIABLE)
+def scan_part(run_id: int, project_id: str) -> ProjectScan:
+    """A child run's share: one project scanned and stored as the run's part (a retry
+    rescans it and replaces the part)."""
+    counter = RowCounter(1, no_progress)  # the parent shows progress per child run
+    return core.scan_part_step(get_engine(), run_id, project_id, on_rows=counter)
+
+
+@task(name="reconciliation-merge-parts", **_RELIABLE)
+def merge_parts(run_id: int, read_model: str, projects: tuple[str, ...]) -> list[ProjectScan]:
+    """The children's parts into the parent's read model, then deleted."""
+    return core.merge_parts_step(get_engine(), run_id, read_model, projects)
+
+
+@task(name="reconciliation-forget-parts", **_RELIABLE)
+def forget_parts(run_id: int) -> int:
+    """Delete a run's parts (its fan-out failed: nothing will merge them)."""
+    return delete_parts(get_engine(), run_id)
 
 
 @task(name="reconciliation-read-erp", **_RELIABLE)
@@ -159,16 +181,18 @@ class TaskSteps:
         self._progress = ProgressReporter(self.progress_artifact)
         return start
 
-    def estimate(self, projects: tuple[str, ...]) -> dict[str, int]:
-        return estimate(projects)
+    def scan_projects(
+        self, run_id: int, read_model: str, projects: tuple[str, ...]
+    ) -> list[ProjectScan]:
+        """One scan task per project, one after another (the flow's fan-out overrides this)."""
 
-    def scan_project(
-        self, read_model: str, project_id: str, *, rows_before: int, rows_total: int
-    ) -> ProjectScan:
-        return scan_project(
-            read_model, project_id, rows_before=rows_before, rows_total=rows_total,
-            progress_artifact=self.progress_artifact,
-        )  # fmt: skip
+        def scan_one(pid: str, before: int, total: int) -> ProjectScan:
+            return scan_project(
+                read_model, pid, rows_before=before, rows_total=total,
+                progress_artifact=self.progress_artifact,
+            )  # fmt: skip
+
+        return core.scan_in_turn(projects, estimate, scan_one)
 
     def load_erp(self, read_model: str, scope: Scope, started_at: datetime) -> int:
         return load_erp(read_model, scope, started_at)

@@ -11,6 +11,7 @@ module             holds
 ``scope``          units/projects → the OZmap projects a run compares
 ``staging``        the read model: both sides in a staging SQLite file
 ``scan``           reading OZmap into the read model, project by project
+``parts``          a child run's scan of a project, handed to the parent through the database
 ``erp``            reading the ERP's reservations into the read model
 ``runs``           run rows; compare (store the findings); stored discrepancies
 ``repairs``        applying planned repairs through the outbox

@@ -1,9 +1,11 @@
 """A reconciliation run, start to end: the one sequence the CLI and the flow both run.
 
-plan (scope, run row, estimate) → work (scan each OZmap project, read the ERP, compare, repair)
-→ record (finish the run), under the database lock. The steps come as a
-:class:`~.steps.Steps` object: :class:`~.steps.LocalSteps` calls the domain in this process
-(the CLI); the flow passes Prefect tasks with the same signatures (``tasks/reconciliation.py``).
+plan (scope, run row) → work (scan the OZmap projects, read the ERP, compare, repair) → record
+(finish the run), under the database lock. How the projects are scanned is the steps' choice
+(one after another here, or spread over child runs by the flow); the compare always sees them
+all at once. The steps come as a :class:`~.steps.Steps` object: :class:`~.steps.LocalSteps`
+calls the domain in this process (the CLI); the flow passes Prefect tasks with the same
+signatures (``tasks/reconciliation.py``, ``flows/reconciliation.py`` for the fan-out).
 Retries and observability wrap each step there; the order, the lock and the failure rule are
 written once, here.
 """
@@ -102,15 +104,11 @@ def _work(
     read_model: str,
     t0: float,
 ) -> RunResult:
-    rows = steps.estimate(scope.projects)
-    total, before = max(1, sum(rows.values())), 0
-    for pid in scope.projects:
-        scan = steps.scan_project(read_model, pid, rows_before=before, rows_total=total)
+    for scan in steps.scan_projects(start.run_id, read_model, scope.projects):
         steps.log(
-            f"project {pid}: {scan.ports:,} customer ports on {scan.splitters:,} splitters, "
-            f"{scan.properties:,} properties"
+            f"project {scan.project_id}: {scan.ports:,} customer ports on "
+            f"{scan.splitters:,} splitters, {scan.properties:,} properties"
         )
-        before += rows.get(pid, 0)
     erp = steps.load_erp(read_model, scope, start.started_at)
     steps.progress(PHASES["erp"][1], "read the ERP's reservations")
     steps.log(f"read {erp:,} ERP reservation(s)")

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 from domain.errors import NotFound
 from domain.reconciliation.common import MESSAGE_MAX, PLANNED, Progress, no_progress
 from domain.reconciliation.diff import Finding, Tally, diff, merge_by_code, prefix_filter
+from domain.reconciliation.parts import delete_leftover_parts
 from domain.reconciliation.scope import Scope
 from domain.reconciliation.staging import ReadModel
 from models import Discrepancy, ReconciliationMode, ReconciliationRun, RunStatus
@@ -26,7 +27,10 @@ def start_run(
     *,
     flow_run_id: str | None = None,
 ) -> ReconciliationRun:
-    """Record a new run (and close runs a crash left 'running': we hold the lock now)."""
+    """Record a new run (and close runs a crash left 'running': we hold the lock now).
+
+    The scan parts earlier runs left behind (a crashed parent, a late child) go with them.
+    """
     with Session(engine, expire_on_commit=False) as session:
         stale = session.exec(
             select(ReconciliationRun).where(ReconciliationRun.status == RunStatus.RUNNING)
@@ -36,6 +40,8 @@ def start_run(
             run.finished_at = utcnow()
             run.error = "interrupted: the process ended before the run finished"
             session.add(run)
+        session.flush()
+        delete_leftover_parts(session.connection())
         run = ReconciliationRun(
             mode=ReconciliationMode(mode),
             scope=scope.to_dict(),

@@ -177,6 +177,20 @@ class ReadModel:
             return PortView(PortLookupState.OCCUPIED)
         return PortView(PortLookupState.BLOCKED if state == "B" else PortLookupState.FREE)
 
+    def splitter_rows(self) -> list[tuple[Any, ...]]:
+        """Every OZmap splitter row ``(id, project, box, states)``, by id."""
+        rows = self._db.execute("SELECT id, project, box, states FROM oz_splitter ORDER BY id")
+        return list(rows)
+
+    def property_rows(self) -> list[tuple[Any, ...]]:
+        """Every OZmap property row, in :meth:`add_properties` order of columns, by id."""
+        return list(
+            self._db.execute(
+                "SELECT id, project, code, client_id, box, splitter, port, implanted, cable_type "
+                "FROM oz_property ORDER BY id"
+            )
+        )
+
     def counts(self) -> dict[str, int]:
         q = self._db.execute
         return {

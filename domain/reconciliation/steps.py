@@ -8,6 +8,7 @@ The ``*_step`` functions are the bodies both :class:`LocalSteps` and the Prefect
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from domain.reconciliation.classes import ERP_CODE_PREFIX
 from domain.reconciliation.common import Progress, no_progress, phase_progress
 from domain.reconciliation.diff import Tally
 from domain.reconciliation.erp import load_erp
+from domain.reconciliation.parts import ScanPart, delete_parts, merge_parts, store_part
 from domain.reconciliation.repairs import RepairResult, apply_repairs
 from domain.reconciliation.runs import compare, finish_run, start_run
 from domain.reconciliation.scan import (
@@ -64,11 +66,12 @@ class Steps(Protocol):
 
     def start_run(self, mode: str, scope: Scope, flow_run_id: str | None) -> RunStart: ...
 
-    def estimate(self, projects: tuple[str, ...]) -> dict[str, int]: ...
-
-    def scan_project(
-        self, read_model: str, project_id: str, *, rows_before: int, rows_total: int
-    ) -> ProjectScan: ...
+    def scan_projects(
+        self, run_id: int, read_model: str, projects: tuple[str, ...]
+    ) -> list[ProjectScan]:
+        """Every project's OZmap rows into the read model, in ``projects`` order: here one
+        after another (:func:`scan_in_turn`), or spread over child runs (the flow's fan-out)."""
+        ...
 
     def load_erp(self, read_model: str, scope: Scope, started_at: datetime) -> int: ...
 
@@ -109,6 +112,52 @@ def scan_step(
             model, project_id, client_factory=client_factory, page_size=page_size,
             on_rows=on_rows,
         )  # fmt: skip
+
+
+def scan_in_turn(
+    projects: tuple[str, ...],
+    estimate: Callable[[tuple[str, ...]], dict[str, int]],
+    scan_one: Callable[[str, int, int], ProjectScan],
+) -> list[ProjectScan]:
+    """Scan the projects one after another: ``scan_one(project, rows_before, rows_total)``,
+    with the rows ``estimate`` predicts, so progress runs over the whole scan."""
+    rows = estimate(projects)
+    total, before = max(1, sum(rows.values())), 0
+    out = []
+    for pid in projects:
+        out.append(scan_one(pid, before, total))
+        before += rows.get(pid, 0)
+    return out
+
+
+def scan_part_step(
+    engine: sa.Engine,
+    run_id: int,
+    project_id: str,
+    *,
+    on_rows: RowCounter,
+    client_factory: ClientFactory = default_client_factory,
+    page_size: int = PAGE_SIZE,
+) -> ProjectScan:
+    """A child run's share: scan one project into a private read model and store its rows as
+    the run's part (:mod:`~.parts`) for the parent to merge. A retry replaces the part."""
+    with ReadModel() as model:  # a private temporary file, removed on close
+        scan = scan_project(
+            model, project_id, client_factory=client_factory, page_size=page_size,
+            on_rows=on_rows,
+        )  # fmt: skip
+        store_part(engine, run_id, ScanPart.of(model, scan))
+    return scan
+
+
+def merge_parts_step(
+    engine: sa.Engine, run_id: int, read_model: str, projects: tuple[str, ...]
+) -> list[ProjectScan]:
+    """The parent's side: every child's part into the read model, then the parts deleted."""
+    with ReadModel(read_model) as model:
+        scans = merge_parts(engine, run_id, model, projects)
+    delete_parts(engine, run_id)
+    return scans
 
 
 def load_erp_step(engine: sa.Engine, read_model: str, scope: Scope, started_at: datetime) -> int:
@@ -166,17 +215,21 @@ class LocalSteps:
     def start_run(self, mode: str, scope: Scope, flow_run_id: str | None) -> RunStart:
         return start_step(self.engine, mode, scope, flow_run_id)
 
-    def estimate(self, projects: tuple[str, ...]) -> dict[str, int]:
-        return estimate_rows(projects, client_factory=self.client_factory)
-
-    def scan_project(
-        self, read_model: str, project_id: str, *, rows_before: int, rows_total: int
-    ) -> ProjectScan:
+    def scan_projects(
+        self, run_id: int, read_model: str, projects: tuple[str, ...]
+    ) -> list[ProjectScan]:
         report = phase_progress(self.on_progress, "scan")
-        return scan_step(
-            read_model, project_id, on_rows=RowCounter(rows_total, report, seen=rows_before),
-            client_factory=self.client_factory, page_size=self.page_size,
-        )  # fmt: skip
+
+        def estimate(pids: tuple[str, ...]) -> dict[str, int]:
+            return estimate_rows(pids, client_factory=self.client_factory)
+
+        def scan_one(pid: str, before: int, total: int) -> ProjectScan:
+            return scan_step(
+                read_model, pid, on_rows=RowCounter(total, report, seen=before),
+                client_factory=self.client_factory, page_size=self.page_size,
+            )  # fmt: skip
+
+        return scan_in_turn(projects, estimate, scan_one)
 
     def load_erp(self, read_model: str, scope: Scope, started_at: datetime) -> int:
         return load_erp_step(self.engine, read_model, scope, started_at)
