@@ -287,3 +287,28 @@ def plant(sim: RunningSimulator, engine: sa.Engine) -> Scenario:
         )  # fmt: skip
         session.commit()
     return sc
+
+
+def plant_across_projects(
+    sim: RunningSimulator, engine: sa.Engine, sc: Scenario, other: str
+) -> str:
+    """Link project ``other`` to the scenario's unit and plant a client the ERP reserved in the
+    scenario's project but OZmap holds in ``other``: a location mismatch that only a compare
+    over both projects at once finds (per project it would read as missing + orphan)."""
+    taken = set(sc.ports.values())
+    here = next(p for p in _ports(sim, sc.project_id)[0] if p not in taken)
+    there = _ports(sim, other)[0][0]
+    with Session(engine, expire_on_commit=False) as session, sync_client(sim) as oz:
+        unit = session.exec(sa.select(Unit).where(Unit.code == UNIT)).scalar_one()  # type: ignore[call-overload]
+        session.add(UnitProject(unit_id=unit.id, ozmap_project_id=other))
+        res = _erp_row(session, unit.id, here)
+        res.ozmap_project_id = sc.project_id
+        session.commit()
+        oz.reserve_port(ReserveRequest(
+            code=res.client_code, name=f"Cliente {res.client_code}", project_id=other,
+            box_id=there.box_id, lat=there.lat + 0.0002, lng=there.lng + 0.0002,
+            address="Rua das Flores, 4", splitter_id=there.splitter_id, port=there.port,
+        ))  # fmt: skip
+    sc.expected[res.client_code] = K.LOCATION_MISMATCH
+    sc.ports[res.client_code] = here
+    return res.client_code
