@@ -32,9 +32,18 @@ class ChildOutcome:
 
 
 def run_children(
-    deployment: str, parameter_sets: Sequence[dict[str, Any]], *, timeout_seconds: float
+    deployment: str,
+    parameter_sets: Sequence[dict[str, Any]],
+    *,
+    timeout_seconds: float,
+    read_results: bool = True,
 ) -> list[ChildOutcome]:
-    """One child run of ``deployment`` per parameter set; waits for all (in their order)."""
+    """One child run of ``deployment`` per parameter set; waits for all (in their order).
+
+    ``read_results`` False: a completed child counts as completed without reading its return
+    value (for children that hand their work over elsewhere, e.g. the database, so the
+    parent needs no result storage shared between machines).
+    """
     logger = get_run_logger()
     runs = [  # sync context: run_deployment returns the run, not a coroutine
         cast(FlowRun, run_deployment(deployment, parameters=dict(p), timeout=0))
@@ -53,7 +62,7 @@ def run_children(
                 state = fresh.state
                 if state is None or not state.is_final():
                     continue
-                outcomes[run.id] = _outcome(fresh.name, dict(params), state)
+                outcomes[run.id] = _outcome(fresh.name, dict(params), state, read_results)
             if len(outcomes) < len(runs):
                 if time.monotonic() > deadline:
                     for run, params in zip(runs, parameter_sets, strict=True):
@@ -67,9 +76,11 @@ def run_children(
     return [outcomes[run.id] for run in runs]
 
 
-def _outcome(name: str, params: dict[str, Any], state: Any) -> ChildOutcome:
+def _outcome(name: str, params: dict[str, Any], state: Any, read_result: bool) -> ChildOutcome:
     if not state.is_completed():
         return ChildOutcome(name, params, False, error=state.message or state.type.value)
+    if not read_result:
+        return ChildOutcome(name, params, True)
     try:
         return ChildOutcome(name, params, True, result=state.result())
     except Exception as exc:  # completed, but its result cannot be read here

@@ -163,6 +163,7 @@ class FannedOutSteps(t.TaskSteps):
             CHILD_DEPLOYMENT,
             [{"run_id": run_id, "projects": group} for group in groups],
             timeout_seconds=CHILD_TIMEOUT_SECONDS,
+            read_results=False,  # the rows come through the database, from any machine
         )
         failed = [
             FailedChild(c.name, tuple(c.parameters["projects"]), c.error)
@@ -191,7 +192,7 @@ def scan_part_name() -> str:
     flow_run_name=scan_part_name,
     description="Part of a fanned-out reconciliation: read some OZmap projects and store "
     "their rows for the parent run, which compares.",
-    persist_result=True,  # the parent reads the counts
+    persist_result=True,  # the counts, for the UI and API (the parent reads the parts)
 )
 def scan_part(run_id: int | None = None, projects: list[str] | None = None) -> list[dict[str, Any]]:
     """Scan ``projects`` for reconciliation run ``run_id``; returns each project's counts.
