@@ -145,7 +145,28 @@ def _fan_out(plan: RefreshPlan, per_child: int) -> RefreshReport:
         len(plan.projects), len(groups), CHILD_DEPLOYMENT,
     )  # fmt: skip
     report = RefreshReport(full=plan.full, units=plan.units)
-    for child in run_children(CHILD_DEPLOYMENT, params, timeout_seconds=CHILD_TIMEOUT_SECONDS):
+    progress = UUID(
+        str(
+            create_progress_artifact(
+                progress=0.0,
+                key=PROGRESS_KEY,
+                description=f"{report.mode} refresh of {len(plan.projects)} project(s) in "
+                f"{len(groups)} child run(s)",
+            )
+        )
+    )
+
+    def child_done(done: int, total: int) -> None:
+        with contextlib.suppress(Exception):  # cosmetic
+            update_progress_artifact(
+                progress, progress=round(100 * done / total, 1),
+                description=f"{done}/{total} child run(s) done",
+            )  # fmt: skip
+
+    children = run_children(
+        CHILD_DEPLOYMENT, params, timeout_seconds=CHILD_TIMEOUT_SECONDS, on_done=child_done
+    )
+    for child in children:
         if child.completed and isinstance(child.result, dict):
             report.add_part(child.result)
         else:

@@ -38,7 +38,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run as current_run
 
 from domain.errors import InvalidInput
-from domain.reconciliation.common import PHASES
+from domain.reconciliation.common import PHASES, phase_progress
 from domain.reconciliation.parts import ChildScansFailed, FailedChild
 from domain.reconciliation.pipeline import run_reconciliation
 from domain.reconciliation.report import (
@@ -164,6 +164,7 @@ class FannedOutSteps(t.TaskSteps):
             [{"run_id": run_id, "projects": group} for group in groups],
             timeout_seconds=CHILD_TIMEOUT_SECONDS,
             read_results=False,  # the rows come through the database, from any machine
+            on_done=self._child_done,
         )
         failed = [
             FailedChild(c.name, tuple(c.parameters["projects"]), c.error)
@@ -178,6 +179,10 @@ class FannedOutSteps(t.TaskSteps):
             raise ChildScansFailed(failed, len(children))
         self.progress(PHASES["scan"][1], f"OZmap read by {len(children)} child run(s)")
         return t.merge_parts(run_id, read_model, projects)
+
+    def _child_done(self, done: int, total: int) -> None:
+        scan = phase_progress(self.progress, "scan")
+        scan(done / total, f"OZmap read: {done}/{total} child run(s) done")
 
 
 def scan_part_name() -> str:
