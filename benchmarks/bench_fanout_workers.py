@@ -381,12 +381,17 @@ def main() -> int:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",  # this process; the runs log at their own level
     )
+    flow_fn = by_name(measured.parent).load_flow().fn
+    if "fan_out" not in inspect.signature(flow_fn).parameters:
+        raise SystemExit(f"the {args.flow} flow has no fan_out parameter on this branch "
+                         "(not merged yet?)")  # fmt: skip
     env = {**os.environ, "ERP_OZMAP_HOME": str(ROOT)}
     env.pop("PREFECT_LOGGING_LEVEL")
     infra = Supervisor(tmp / "logs", env)
     cleanups: list[Callable[[], None]] = []
     # SIGTERM ends the run like Ctrl-C: the finally below stops every process we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # `kill -INT` too, even from `&`
     try:
         server = infra.start(PREFECT_SERVER, [sys.executable, "-m", "prefect", "server", "start",
                                               "--host", HOST, "--port", str(prefect_port),
@@ -405,10 +410,6 @@ def main() -> int:
 
         parameters = {**measured.parameters, "fan_out": True,
                       "projects_per_child": args.projects_per_child}  # fmt: skip
-        flow_fn = by_name(measured.parent).load_flow().fn
-        if "fan_out" not in inspect.signature(flow_fn).parameters:
-            raise SystemExit(f"the {args.flow} flow has no fan_out parameter on this branch "
-                             "(not merged yet?)")  # fmt: skip
         recon_db = ""
         if args.flow == "reconciliation":
             parameters["projects"] = project_ids  # seed_erp's unit holds every project
@@ -461,6 +462,9 @@ def main() -> int:
         for problem in found:
             print(f"FAILED: {problem}", file=sys.stderr)
         return 1 if found else 0
+    except KeyboardInterrupt:
+        print("interrupted: stopping the workers, the simulator and the server", file=sys.stderr)
+        return 130
     finally:
         infra.stop_all()
         for cleanup in cleanups:
