@@ -33,7 +33,11 @@ a run did not complete, the two rounds' totals differ, or with 2 workers not bot
         [--worker-limit 3] [--concurrency N] [--database sqlite|postgres]
 
 ``--boxes`` is the whole simulated network (14 projects); the measured scope is ``--projects``
-projects of similar size (the two largest left out), ~20k boxes with the defaults.
+projects of similar size (the two largest left out), ~21k boxes with the defaults. Refresh:
+``nightly-full-refresh`` with children of ``refresh-part``, a fresh database per round.
+Reconciliation: ``adhoc`` (report) over the scope's projects with children of ``scan-part``,
+on an ERP seeded once like bench_reconciliation.py (one reservation per OZmap client of the
+whole network plus planted drift: ~70 s at the default size, not timed).
 """
 
 from __future__ import annotations
@@ -76,12 +80,16 @@ class Measured:
 
     parent: str  # deployment name in the registry
     parameters: dict[str, Any]
-    totals_key: str  # the part of the run's result both rounds must agree on
+    totals_key: str  # the part of the run's counts both rounds must agree on
+    # Where the counts are read: the run's persisted result (the refresh persists it), or the
+    # reconciliation_run row the run recorded in the app database (a reconciliation parent
+    # persists no result: its children's rows meet in the database).
+    counts_in_database: bool = False
 
 
 FLOWS = {
     "refresh": Measured("nightly-full-refresh", {"full": True}, "totals"),
-    "reconciliation": Measured("adhoc", {"mode": "report"}, "by_class"),
+    "reconciliation": Measured("adhoc", {"mode": "report"}, "by_class", counts_in_database=True),
 }
 
 
@@ -171,16 +179,18 @@ def prepare_prefect(measured: Measured, tmp: Path, env: dict[str, str]) -> str:
 
     asyncio.run(pool_and_limits())
 
-    # Every deployment of the measured flow (the parent's and its children's), from the
-    # registry's prefect.yaml document; no schedules or triggers: only our run may start.
+    # Every deployment of the measured flow's module (the parent's and its children's, e.g.
+    # reconcile and scan_part), from the registry's prefect.yaml document; no schedules or
+    # triggers: only our run may start.
     import yaml
 
     parent = by_name(measured.parent)
+    module = parent.entrypoint.partition(":")[0]
     doc = prefect_yaml_document()
     doc["deployments"] = [
         {**{k: v for k, v in d.items() if k != "triggers"}, "schedules": []}
         for d in doc["deployments"]
-        if d["entrypoint"] == parent.entrypoint
+        if d["entrypoint"].partition(":")[0] == module
     ]
     path = tmp / "prefect.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -196,6 +206,24 @@ def prepare_prefect(measured: Measured, tmp: Path, env: dict[str, str]) -> str:
 
 
 # --- one round -----------------------------------------------------------------------------
+
+
+def recorded_counts(db_url: str, flow_run_id: str) -> dict[str, Any] | None:
+    """The counts the reconciliation run of ``flow_run_id`` stored in the app database."""
+    from sqlmodel import Session, select
+
+    from models import ReconciliationRun
+    from models.db import create_db_engine
+
+    engine = create_db_engine(db_url)
+    try:
+        with Session(engine) as s:
+            row = s.exec(
+                select(ReconciliationRun).where(ReconciliationRun.flow_run_id == flow_run_id)
+            ).first()
+            return dict(row.counts) if row else None
+    finally:
+        engine.dispose()
 
 
 def workers_online(api_url: str, names: list[str]) -> bool:
@@ -280,10 +308,14 @@ def run_round(
             result.parent_message = fresh.state.message or ""
             result.parent_worker = str(fresh.labels.get("prefect.worker.name", "?"))
             try:
-                value = fresh.state.result()
+                value = (
+                    recorded_counts(env["DATABASE_URL"], str(parent.id))
+                    if measured.counts_in_database
+                    else fresh.state.result()
+                )
                 result.totals = value.get(measured.totals_key) if isinstance(value, dict) else None
             except Exception as exc:  # a failed run raises its error here
-                result.totals = f"no result: {exc}"[:200]
+                result.totals = f"no counts: {exc}"[:200]
             children = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])
