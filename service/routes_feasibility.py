@@ -14,6 +14,8 @@ header; the map routes accept either that signature or the bearer header. Bad in
 The JSON routes are `async`: a point query (with no unit or a unit the service knows) runs
 on the event loop without touching the database beyond the token check, so a request costs
 no extra thread-pool round trips; customer lookups and map rendering go to the thread pool.
+The plain point query with a cached token does not even reach the route: `feasibility_fast`
+answers it with the same `plan_params` and `answer`, ahead of FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def _token_hash(request: Request) -> str:
 
 def planned_on_loop(service: FeasibilityIndexService, params: dict[str, Any]) -> bool:
     """True when `plan_query` needs no database for these parameters: a point query with no
-    unit or a unit the service knows (a customer or an unknown unit is looked up)."""
+    unit, or with a unit the service knows and a mode (given, or the unit's own default in the
+    service's copy). A customer or an unknown unit is looked up, in the thread pool."""
     if params.get("customer_id") is not None:
         return False
     unit = params.get("unit")
