@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from domain.errors import DomainError
+from service.feasibility_fast import FeasibilityFastPath
 from service.inputs import not_found_in_path
 from service.token_cache import token_cache_lifespan
 
@@ -52,6 +53,9 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # The sales screen's point query, answered without FastAPI's per-request work when plain
+    # (anything else reaches its route below).
+    app.add_middleware(FeasibilityFastPath)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -20,8 +20,9 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from sqlmodel import Session, select
 
@@ -34,12 +35,19 @@ _CONTEXT: Final = b"erp-ozmap feasibility map link v1"
 _SIGNATURE_PARAMS: Final = ("user", "expires", "sig")
 
 
+@lru_cache(maxsize=1024)
 def _key(token_hash: str) -> bytes:
+    # Cached: every feasibility answer signs a link for its caller (a few users, many calls).
     return hmac.new(token_hash.encode("ascii"), _CONTEXT, hashlib.sha256).digest()
 
 
 def _message(path: str, params: Iterable[tuple[str, str]]) -> bytes:
     return (path + "?" + urlencode(sorted(params))).encode("utf-8")
+
+
+def _pair(key: str, value: str) -> tuple[str, str, str]:
+    """(key, value, `key=value` URL-encoded as `urlencode` writes it)."""
+    return key, value, quote_plus(key) + "=" + quote_plus(value)
 
 
 def _text(value: Any) -> str:
@@ -57,10 +65,13 @@ def sign(
 ) -> str:
     """`path?params&user&expires&sig`, valid for `ttl_seconds`."""
     expires = int((time.time() if now is None else now) + ttl_seconds)
-    items = [(k, _text(v)) for k, v in params.items() if v is not None]
-    items += [("user", username), ("expires", str(expires))]
-    sig = hmac.new(_key(token_hash), _message(path, items), hashlib.sha256).hexdigest()
-    return f"{path}?{urlencode([*items, ('sig', sig)])}"
+    items = [_pair(k, _text(v)) for k, v in params.items() if v is not None]
+    items += [_pair("user", username), _pair("expires", str(expires))]
+    # Each pair is encoded once for both the signed message (sorted, as `_message` writes it)
+    # and the link (in the given order): this runs on every feasibility answer.
+    signed = path + "?" + "&".join(e for _, _, e in sorted(items))
+    sig = hmac.new(_key(token_hash), signed.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{path}?{'&'.join(e for _, _, e in items)}&sig={sig}"
 
 
 def is_signed(params: Mapping[str, str]) -> bool:

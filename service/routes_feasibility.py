@@ -14,6 +14,8 @@ header; the map routes accept either that signature or the bearer header. Bad in
 The JSON routes are `async`: a point query (with no unit or a unit the service knows) runs
 on the event loop without touching the database beyond the token check, so a request costs
 no extra thread-pool round trips; customer lookups and map rendering go to the thread pool.
+The plain point query with a cached token does not even reach the route: `feasibility_fast`
+answers it with the same `plan_params` and `answer`, ahead of FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from service.inputs import CustomerId, Line
 
 router = APIRouter(tags=["feasibility"], lifespan=index_lifespan)
 
-_ROLES = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)  # admins always pass
+ROLES = (UserRole.SELLER, UserRole.TECHNICIAN, UserRole.BILLING)  # admins always pass
 _NO_STORE = {"Cache-Control": "no-store"}
 # The map page loads tiles from a tile server: never send it the signed URL as a Referer.
 _PAGE_HEADERS = {**_NO_STORE, "Referrer-Policy": "no-referrer"}
@@ -76,17 +78,37 @@ def _token_hash(request: Request) -> str:
     return hash_token(token.strip()) if scheme.lower() == "bearer" else ""
 
 
+def planned_on_loop(service: FeasibilityIndexService, params: dict[str, Any]) -> bool:
+    """True when `plan_query` needs no database for these parameters: a point query with no
+    unit, or with a unit the service knows and a mode (given, or the unit's own default in the
+    service's copy). A customer or an unknown unit is looked up, in the thread pool."""
+    if params.get("customer_id") is not None:
+        return False
+    unit = params.get("unit")
+    if unit is None or not unit.strip():
+        return True
+    code = unit.strip().upper()
+    # Without a mode, a unit's own default applies: from memory when the service has it.
+    mode = params.get("mode")
+    return code in service.units and bool(mode or service.unit_modes.get(code))
+
+
+def plan_params(service: FeasibilityIndexService, params: dict[str, Any]) -> dict[str, Any]:
+    """The route's parameters plus what the service keeps in memory (units, kept ports, unit
+    modes, the default mode), as `plan_query` takes them."""
+    params.setdefault("default_mode", get_settings().feasibility_default_mode)
+    params.update(units=service.units, keep_free=service.keep_free, unit_modes=service.unit_modes)
+    return params
+
+
 async def _plan(
     session: Session, service: FeasibilityIndexService, **params: Any
 ) -> fs.FeasibilityQuery:
     """Validate; only what needs the database (a customer, an unknown unit) leaves the loop."""
     policy = service.index.radius_policy
-    params.setdefault("default_mode", get_settings().feasibility_default_mode)
-    unit = params.get("unit")
-    params.update(units=service.units, keep_free=service.keep_free, unit_modes=service.unit_modes)
-    if params.get("customer_id") is None and (
-        unit is None or not unit.strip() or unit.strip().upper() in service.units
-    ):
+    on_loop = planned_on_loop(service, params)
+    plan_params(service, params)
+    if on_loop:
         return fs.plan_query(session, policy, **params)
     return await run_in_threadpool(fs.plan_query, session, policy, **params)
 
@@ -97,6 +119,25 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json", headers=_NO_STORE)
 
 
+def answer(
+    service: FeasibilityIndexService,
+    principal: Principal,
+    query: fs.FeasibilityQuery,
+    *,
+    root_path: str,
+    token_hash: str,
+    map_path: str,
+) -> Response:
+    """The JSON answer: the sales-screen result, the index it came from, a signed map link."""
+    body = fs.run_query(service.index, query).to_json()
+    body["index"] = service.info()
+    body["map_url"] = root_path + map_links.sign(
+        map_path, query.params(), username=principal.username, token_hash=token_hash
+    )
+    body["map_url_expires_in_s"] = map_links.LINK_TTL_SECONDS
+    return _json(body)
+
+
 def _answer(
     request: Request,
     service: FeasibilityIndexService,
@@ -104,13 +145,10 @@ def _answer(
     query: fs.FeasibilityQuery,
     map_path: str,
 ) -> Response:
-    body = fs.run_query(service.index, query).to_json()
-    body["index"] = service.info()
-    body["map_url"] = request.scope.get("root_path", "") + map_links.sign(
-        map_path, query.params(), username=principal.username, token_hash=_token_hash(request)
-    )
-    body["map_url_expires_in_s"] = map_links.LINK_TTL_SECONDS
-    return _json(body)
+    return answer(
+        service, principal, query, root_path=request.scope.get("root_path", ""),
+        token_hash=_token_hash(request), map_path=map_path,
+    )  # fmt: skip
 
 
 @router.get(
@@ -128,7 +166,7 @@ async def feasibility(
     limit: Limit = None,
     mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
-    principal: Principal = Depends(require_role(*_ROLES)),
+    principal: Principal = Depends(require_role(*ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> Response:
     """Every box within the radius, nearest first (ties by box id), with distance in metres,
@@ -155,7 +193,7 @@ async def customer_feasibility(
     limit: Limit = None,
     mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
-    principal: Principal = Depends(require_role(*_ROLES)),
+    principal: Principal = Depends(require_role(*ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> Response:
     """Like `/feasibility`, at the customer's registered, geocoded address (422
@@ -216,7 +254,7 @@ def feasibility_map(
     limit: Limit = None,
     mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
-    _: Principal = Depends(require_role(*_ROLES)),
+    _: Principal = Depends(require_role(*ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> HTMLResponse:
     """The point, the radius circle and the boxes coloured by availability, with popups.
@@ -245,7 +283,7 @@ def customer_feasibility_map(
     limit: Limit = None,
     mode: Mode = None,
     session: Session = Depends(db_session, scope="function"),
-    _: Principal = Depends(require_role(*_ROLES)),
+    _: Principal = Depends(require_role(*ROLES)),
     service: FeasibilityIndexService = Depends(index_service),
 ) -> HTMLResponse:
     """Like `/feasibility/map`, centred on the customer's registered address."""
