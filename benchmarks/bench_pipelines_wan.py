@@ -36,10 +36,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_reconciliation import API_KEY, _serve, seed_erp  # noqa: E402
+from bench_reconciliation import API_KEY, seed_erp  # noqa: E402
+from bench_reconciliation import _serve as _serve_simulator  # noqa: E402
 
 GOAL_S = 60.0
 BEFORE_RECON_CONCURRENCY = 4  # the reconciliation's fixed pages-in-flight before the setting
+
+
+def _serve(boxes: int, ready: Any, stop: Any) -> None:
+    """The simulator's process, with the GC settings of a process that only serves (as
+    ``erp-ozmap simulator`` runs it)."""
+    import gc
+
+    from simulator.server import SERVING_GC_THRESHOLDS
+
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+    _serve_simulator(boxes, ready, stop)
 
 
 def set_latency(url: str, latency_ms: float) -> None:

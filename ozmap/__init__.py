@@ -1,5 +1,6 @@
 """OZmap API v2 client (httpx): typed models, filter builder, errors, sync and async clients."""
 
+from ozmap.bulk import bulk_reading
 from ozmap.client import AsyncOZmapClient, OZmapClient
 from ozmap.errors import (
     OZmapAuthError,
@@ -58,6 +59,7 @@ __all__ = [
     "ReserveRequest",
     "Splitter",
     "Viability",
+    "bulk_reading",
     "near",
     "point_intersect",
     "within",

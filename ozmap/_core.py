@@ -18,7 +18,9 @@ from ozmap.models import (
     BoxSnapshot,
     CableType,
     FTTHClient,
+    HolderClient,
     Port,
+    PortHolder,
     PortState,
     Project,
     Property,
@@ -38,12 +40,42 @@ def occupied_splitter_ids(splitters: Iterable[Splitter]) -> list[str]:
     ]
 
 
-def client_ids_of(properties: Iterable[Property]) -> list[str]:
+# A port's holder: the whole property (one port's live check) or its lean part (snapshots).
+Holder = Property | PortHolder
+HolderDetail = FTTHClient | HolderClient
+
+
+def client_ids_of(properties: Iterable[Holder]) -> list[str]:
     """Client ids still to fetch (populated clients need no extra call)."""
     return sorted({p.client for p in properties if p.client and p.client_detail is None})
 
 
-def port_with_holder(port: Port, prop: Property | None, clients: Mapping[str, FTTHClient]) -> Port:
+def _held_port(
+    number: int,
+    state: PortState,
+    splitter: Splitter,
+    fiber: str | None,
+    prop: Holder | None,
+    clients: Mapping[str, HolderDetail],
+) -> Port:
+    """One port; an occupied one refined into reserved/active by the property holding it."""
+    if prop is None:
+        return Port(
+            number=number, state=state, splitter_id=splitter.id, box_id=splitter.parent,
+            fiber_id=fiber,
+        )  # fmt: skip
+    client = prop.client_detail or (clients.get(prop.client) if prop.client else None)
+    state = PortState.OCCUPIED
+    if client is not None:
+        state = PortState.ACTIVE if client.implanted else PortState.RESERVED
+    return Port(
+        number=number, state=state, splitter_id=splitter.id, box_id=splitter.parent,
+        fiber_id=fiber, property_id=prop.id, client_id=prop.client,
+        client_code=client.code if client else None,
+    )  # fmt: skip
+
+
+def port_with_holder(port: Port, prop: Holder | None, clients: Mapping[str, HolderDetail]) -> Port:
     """Refine an occupied port into reserved/active using the property and its client."""
     if prop is None:
         return port
@@ -51,7 +83,6 @@ def port_with_holder(port: Port, prop: Property | None, clients: Mapping[str, FT
     state = PortState.OCCUPIED
     if client is not None:
         state = PortState.ACTIVE if client.implanted else PortState.RESERVED
-    # A new validated Port is cheaper than model_copy (and than model_construct).
     return Port(
         number=port.number, state=state, splitter_id=port.splitter_id, box_id=port.box_id,
         fiber_id=port.fiber_id, property_id=prop.id, client_id=prop.client,
@@ -61,22 +92,25 @@ def port_with_holder(port: Port, prop: Property | None, clients: Mapping[str, FT
 
 def splitter_ports(
     splitter: Splitter,
-    holders: Mapping[tuple[str, Any], Property],
-    clients: Mapping[str, FTTHClient],
+    holders: Mapping[tuple[str, Any], Holder],
+    clients: Mapping[str, HolderDetail],
 ) -> list[Port]:
-    """Every port of a splitter; occupied ones refined by the property/client holding them."""
+    """Every port of a splitter; occupied ones refined by the property/client holding them.
+
+    Each port is built once (a network read builds millions of them)."""
     ports = []
-    for port in splitter.physical_ports():
-        if port.state is PortState.OCCUPIED:
-            prop = holders.get((splitter.id, port.number)) or holders.get(("fiber", port.fiber_id))
-            port = port_with_holder(port, prop, clients)
-        ports.append(port)
+    for number in range(1, splitter.port_count + 1):
+        state, fiber = splitter.physical_state(number)
+        prop = None
+        if state is PortState.OCCUPIED:
+            prop = holders.get((splitter.id, number)) or holders.get(("fiber", fiber))
+        ports.append(_held_port(number, state, splitter, fiber, prop, clients))
     return ports
 
 
-def index_holders(properties: Iterable[Property]) -> dict[tuple[str, Any], Property]:
+def index_holders(properties: Iterable[Holder]) -> dict[tuple[str, Any], Holder]:
     """(splitter id, port) → property, plus ("fiber", fiber id) → property as a fallback."""
-    out: dict[tuple[str, Any], Property] = {}
+    out: dict[tuple[str, Any], Holder] = {}
     for prop in properties:
         for conn in prop.connections:
             if conn.id and conn.port:
@@ -89,8 +123,8 @@ def index_holders(properties: Iterable[Property]) -> dict[tuple[str, Any], Prope
 def assemble_snapshots(
     boxes: Sequence[Box],
     splitters: Iterable[Splitter],
-    properties: Iterable[Property],
-    clients: Iterable[FTTHClient],
+    properties: Iterable[Holder],
+    clients: Iterable[HolderDetail],
 ) -> list[BoxSnapshot]:
     """Join one page of boxes with their customer-facing splitters, properties and clients."""
     holders = index_holders(properties)

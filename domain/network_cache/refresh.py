@@ -30,6 +30,7 @@ from domain.network_cache.plan import (
 from domain.network_cache.poles import PoleSource, refresh_poles
 from domain.network_cache.report import ProjectRefresh, RefreshReport
 from domain.network_cache.store import BATCH_SIZE
+from ozmap.bulk import bulk_reading
 from ozmap.models import BoxSnapshot, Project
 
 Progress = Callable[[int], None]  # boxes of the project handled so far
@@ -101,10 +102,11 @@ def refresh_project(
     """Pull one project (full or incremental, as planned) into the cache, one request at a
     time; one transaction per batch of boxes, the high-water mark last."""
     pull = _ProjectPull(engine, plan, progress)
-    snaps = source.network_snapshot(plan.project_id, plan.since, page_size=batch_size)
-    for page in _pages(snaps, batch_size):
-        pull.apply(page)
-    return pull.finish(source if isinstance(source, PoleSource) else None)
+    with bulk_reading():
+        snaps = source.network_snapshot(plan.project_id, plan.since, page_size=batch_size)
+        for page in _pages(snaps, batch_size):
+            pull.apply(page)
+        return pull.finish(source if isinstance(source, PoleSource) else None)
 
 
 async def refresh_project_async(
@@ -120,14 +122,16 @@ async def refresh_project_async(
     as ``source`` allows) while the database writes run in a thread, in page order."""
     pull = _ProjectPull(engine, plan, progress)
     page: list[BoxSnapshot] = []
-    async for snap in source.network_snapshot(plan.project_id, plan.since, page_size=batch_size):
-        page.append(snap)
-        if len(page) >= batch_size:
+    with bulk_reading():
+        snaps = source.network_snapshot(plan.project_id, plan.since, page_size=batch_size)
+        async for snap in snaps:
+            page.append(snap)
+            if len(page) >= batch_size:
+                await asyncio.to_thread(pull.apply, page)
+                page = []
+        if page:
             await asyncio.to_thread(pull.apply, page)
-            page = []
-    if page:
-        await asyncio.to_thread(pull.apply, page)
-    return await asyncio.to_thread(pull.finish, poles)
+        return await asyncio.to_thread(pull.finish, poles)
 
 
 def _plan(

@@ -14,7 +14,7 @@ from typing import Any
 
 from domain.reconciliation.common import Progress, no_progress
 from domain.reconciliation.staging import ReadModel
-from ozmap import AsyncOZmapClient, F
+from ozmap import AsyncOZmapClient, F, bulk_reading
 from ozmap.client import ordered
 from ozmap.filters import combine
 from ozmap.models import ref_id
@@ -266,7 +266,8 @@ def scan_project(
                 client, model, project_id, page_size=page_size, on_rows=on_rows
             )
 
-    return asyncio.run(run())
+    with bulk_reading():
+        return asyncio.run(run())
 
 
 def scan_projects(
@@ -302,7 +303,8 @@ def scan_projects(
             )
             return out
 
-    return asyncio.run(run())
+    with bulk_reading():
+        return asyncio.run(run())
 
 
 class RowCounter:

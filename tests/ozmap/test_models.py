@@ -16,8 +16,10 @@ from ozmap.errors import (
     error_for_response,
 )
 from ozmap.models import (
+    HOLDER_FIELDS,
     Box,
     FTTHClient,
+    PortHolder,
     PortState,
     Project,
     Property,
@@ -193,3 +195,28 @@ def test_status_codes_map_to_exception_types_without_the_key() -> None:
         assert not exc.transient
     assert isinstance(error_for_response(_response(400, {"message": "port must be >= 1"})),
                       OZmapValidationError)  # fmt: skip
+
+
+def test_port_holder_reads_a_selected_or_a_whole_property_the_same() -> None:
+    """The snapshot asks for ``HOLDER_FIELDS`` only; a server that ignores ``select`` sends
+    the whole property (coords, address, the client's ONU...): both give the same holder."""
+    whole = {
+        "id": "pr1",
+        "kind": "Property",
+        "coords": [-46.6, -23.5],
+        "address": "Rua A, 1",
+        "box": {"id": "b1", "name": "CTO-1"},
+        "client": {"id": "c1", "code": "X1", "implanted": True, "onu": {"serial": "Z"}},
+        "drop": "d1",
+        "connections": [{"id": "s1", "port": 2, "fiber": "f2", "name": "Splitter 1"}],
+    }
+    selected = {k: whole[k] for k in ("id", *HOLDER_FIELDS.split())}
+    for raw in (whole, selected):
+        holder = PortHolder.model_validate(raw)
+        assert (holder.id, holder.box, holder.client) == ("pr1", "b1", "c1")
+        assert holder.client_detail is not None
+        assert (holder.client_detail.code, holder.client_detail.implanted) == ("X1", True)
+        assert [(c.id, c.port, c.fiber) for c in holder.connections] == [("s1", 2, "f2")]
+    by_id = PortHolder.model_validate(selected | {"client": "c1"})
+    assert by_id.client == "c1" and by_id.client_detail is None
+    assert core.client_ids_of([by_id]) == ["c1"]
