@@ -39,7 +39,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_reconciliation import API_KEY, seed_erp  # noqa: E402
 from bench_reconciliation import _serve as _serve_simulator  # noqa: E402
 
-GOAL_S = 60.0
+GOAL_S = 60.0  # refresh of 100k boxes; reconciliation of 100k ports
+
+
+def reconciliation_goal_s(ports: int) -> float:
+    """Issue 15: 100k ports within 60 s, 1M ports within 5 min (the larger goal above 100k)."""
+    return GOAL_S if ports <= 100_000 else 300.0
+
+
 BEFORE_RECON_CONCURRENCY = 4  # the reconciliation's fixed pages-in-flight before the setting
 
 
@@ -144,7 +151,9 @@ def reconcile(db_url: str, url: str, concurrency: int) -> tuple[dict[str, Any], 
 
 
 def _line(name: str, seconds: float, rows: int, goal: float | None, sim: float) -> str:
-    verdict = "" if goal is None else ("  goal met" if seconds <= goal else "  GOAL MISSED")
+    verdict = ""
+    if goal is not None:
+        verdict = f"  goal <= {goal:.0f} s " + ("met" if seconds <= goal else "MISSED")
     return (
         f"  {name:<44} {seconds:8.1f} s  {rows:>9,} rows  {rows / seconds:>9,.0f}/s  "
         f"(simulator ceiling at this concurrency: {sim:.1f} s){verdict}"
@@ -203,7 +212,8 @@ def main() -> None:
                 _, sim4 = ceiling(url, BEFORE_RECON_CONCURRENCY, 1000)
                 print(_line("before (4 in flight)", before_s, seeded.ports, None, sim4))
             counts, after_s = reconcile(db_url, url, args.concurrency)
-            print(_line("after (setting's concurrency)", after_s, seeded.ports, GOAL_S, sim_s))
+            goal = reconciliation_goal_s(seeded.ports)
+            print(_line("after (setting's concurrency)", after_s, seeded.ports, goal, sim_s))
             if before is not None:
                 assert before["by_class"] == counts["by_class"]
                 print(f"  speed-up {before_s / after_s:.1f}x", flush=True)
