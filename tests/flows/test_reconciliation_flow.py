@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -52,12 +53,21 @@ def _artifacts(state: Any) -> dict[str, Any]:
     return {a.key or a.type: a for a in arts}
 
 
-def _events(name: str, resource_id: str) -> list[Any]:
+def _events(name: str, resource_id: str, since: datetime) -> list[Any]:
+    """The events of this name and resource since the test began (run ids restart at 1 in each
+    test's database, and the Prefect API is shared by every flow test of the session)."""
     from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventResourceFilter,
+    )
 
     flt = EventFilter(
-        event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource_id])
+        event=EventNameFilter(name=[name]),
+        resource=EventResourceFilter(id=[resource_id]),
+        occurred=EventOccurredFilter(since=since, until=since + timedelta(hours=1)),
     )
     with get_client(sync_client=True) as client:  # events reach the API asynchronously
         return wait_until(
@@ -77,6 +87,7 @@ def test_report_then_repair_complete_with_artifacts_and_one_event_each(
         reconcile,
     )
 
+    began = datetime.now(UTC)
     sc = plant(flow_env, engine)
 
     state = reconcile(mode="report", units=["SPO"], return_state=True)
@@ -97,7 +108,7 @@ def test_report_then_repair_complete_with_artifacts_and_one_event_each(
         run = s.exec(select(ReconciliationRun)).one()
     assert run.status == RunStatus.COMPLETED
     assert run.flow_run_id == str(state.state_details.flow_run_id)
-    (event,) = _events(EVENT_COMPLETED, f"erp-ozmap.reconciliation.run.{run.id}")
+    (event,) = _events(EVENT_COMPLETED, f"erp-ozmap.reconciliation.run.{run.id}", began)
     assert event.payload["discrepancies"] == len(sc.found_first)
     assert event.payload["orphan"] == 1 and event.payload["repairs_enqueued"] == 0
 
@@ -187,6 +198,7 @@ def test_a_run_failing_after_it_started_says_why_and_emits_its_failed_event(
     from config import reset_settings_cache
     from flows.reconciliation import EVENT_FAILED, SUMMARY_KEY, reconcile
 
+    began = datetime.now(UTC)
     plant(flow_env, engine)
     monkeypatch.setenv("OZMAP_API_KEY", "not-the-key-0123456789")  # refused: never retried
     reset_settings_cache()
@@ -199,5 +211,5 @@ def test_a_run_failing_after_it_started_says_why_and_emits_its_failed_event(
     summary = _artifacts(state)[SUMMARY_KEY].data
     assert f"reconciliation #{run.id} (report) failed" in summary and run.error[:80] in summary
     assert "not-the-key-0123456789" not in summary + run.error  # secrets never shown
-    (event,) = _events(EVENT_FAILED, f"erp-ozmap.reconciliation.run.{run.id}")
+    (event,) = _events(EVENT_FAILED, f"erp-ozmap.reconciliation.run.{run.id}", began)
     assert event.payload["error"] == run.error[:500]
