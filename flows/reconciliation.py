@@ -38,6 +38,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run as current_run
 
 from domain.errors import InvalidInput
+from domain.fanout import check_per_child, groups_of
 from domain.reconciliation.common import PHASES, phase_progress
 from domain.reconciliation.parts import ChildScansFailed, FailedChild
 from domain.reconciliation.pipeline import run_reconciliation
@@ -145,15 +146,14 @@ class FannedOutSteps(t.TaskSteps):
 
     def __init__(self, progress_key: str, projects_per_child: int) -> None:
         super().__init__(progress_key)
-        self.per_child = max(1, projects_per_child)
+        self.per_child = check_per_child(projects_per_child)  # bad input before anything runs
 
     def scan_projects(
         self, run_id: int, read_model: str, projects: tuple[str, ...]
     ) -> list[ProjectScan]:
         if len(projects) <= 1:  # nothing to share
             return super().scan_projects(run_id, read_model, projects)
-        n = self.per_child
-        groups = [list(projects[i : i + n]) for i in range(0, len(projects), n)]
+        groups = [list(group) for group in groups_of(projects, self.per_child)]
         self.log(
             f"fanning out the OZmap scan of {len(projects)} project(s) to {len(groups)} child "
             f"run(s) of {CHILD_DEPLOYMENT}"

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from domain.clock import operator_time
 from domain.errors import DomainError, InvalidInput, NotFound
+from domain.fanout import groups_of
 from models import NetworkBox, NetworkRefreshState, Unit, UnitProject
 from ozmap.models import BoxSnapshot, Project
 
@@ -111,12 +112,7 @@ class RefreshPlan:
 
     def split(self, per_part: int) -> list[tuple[str, ...]]:
         """The projects' ids in groups of ``per_part`` (one child run each), in plan order."""
-        if not 1 <= per_part <= 1000:
-            raise InvalidInput(
-                "projects_per_child must be between 1 and 1000", field="projects_per_child"
-            )
-        ids = [p.project_id for p in self.projects]
-        return [tuple(ids[i : i + per_part]) for i in range(0, len(ids), per_part)]
+        return groups_of([p.project_id for p in self.projects], per_part)
 
 
 def _units_with_projects(session: Session) -> dict[str, list[str]]:

@@ -142,6 +142,15 @@ def test_parameters_are_validated(engine: sa.Engine, flow_env) -> None:
     with Session(engine) as s:
         assert s.exec(select(ReconciliationRun)).all() == []
 
+    for per_child in (0, -1, 1001):  # the share of each fanned-out child run
+        state = reconcile(units=["SPO"], fan_out=True, projects_per_child=per_child,
+                          return_state=True)  # fmt: skip
+        assert state.is_failed()
+        assert f"projects_per_child must be between 1 and 1000 (got {per_child})" in state.message
+        assert "not started" in _artifacts(state)[SUMMARY_KEY].data
+    with Session(engine) as s:
+        assert s.exec(select(ReconciliationRun)).all() == []
+
     # Every deployment of this flow carries parameters the flow accepts.
     specs = [d for d in DEPLOYMENTS if d.entrypoint == "flows/reconciliation.py:reconcile"]
     assert {d.name for d in specs} >= {"nightly-repair", "adhoc"}
