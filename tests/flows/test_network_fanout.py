@@ -7,12 +7,7 @@ failing child must fail the parent with its name.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,13 +16,13 @@ from sqlmodel import Session
 
 from domain.units import create_unit
 from models import NetworkBox, NetworkPole, NetworkRefreshState, NetworkSplitter
+from tests.support.served import served_deployment
 
 pytestmark = [
     pytest.mark.prefect,
     pytest.mark.timeout(900),
     pytest.mark.parametrize("engine", ["sqlite"], indirect=True),
 ]
-ROOT = Path(__file__).resolve().parents[2]
 SPO = "650100000000000000000000"
 CPS = "650100000000000000000009"
 MISSING = "6501ffffffffffffffffffff"
@@ -47,33 +42,15 @@ def served_children(
     prefect_api: str, use_database: str, sim: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
     """Settings for this process, and a runner serving `network-refresh/refresh-part`."""
-    from prefect.client.orchestration import get_client
-
     from config import reset_settings_cache
 
     monkeypatch.setenv("OZMAP_URL", sim.url)
     monkeypatch.setenv("OZMAP_API_KEY", sim.api_key)
     reset_settings_cache()
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    runner = subprocess.Popen([sys.executable, "-c", SERVE], cwd=ROOT, env=env)
     try:
-        deadline = time.monotonic() + 120
-        with get_client(sync_client=True) as client:
-            while True:  # wait until the runner has registered the deployment
-                try:
-                    client.read_deployment_by_name("network-refresh/refresh-part")
-                    break
-                except Exception:
-                    assert runner.poll() is None, "the runner exited"
-                    assert time.monotonic() < deadline, "the runner did not register in 120 s"
-                    time.sleep(0.5)
-        yield sim
+        with served_deployment(prefect_api, SERVE, "network-refresh/refresh-part"):
+            yield sim
     finally:
-        runner.terminate()
-        try:
-            runner.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            runner.kill()
         reset_settings_cache()
 
 

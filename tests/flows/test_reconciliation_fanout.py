@@ -8,12 +8,7 @@ failing child must fail the parent with its name and leave the run recorded fail
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,13 +19,13 @@ from sqlmodel import Session, select
 from domain.units import create_unit
 from models import Discrepancy, ReconciliationRun, ReconciliationScanPart, RunStatus
 from tests.support.reconciliation_scenario import plant, plant_across_projects
+from tests.support.served import served_deployment
 
 pytestmark = [
     pytest.mark.prefect,
     pytest.mark.timeout(900),
     pytest.mark.parametrize("engine", ["sqlite"], indirect=True),
 ]
-ROOT = Path(__file__).resolve().parents[2]
 OTHER = "650100000000000000000001"  # the scenario plants in ...000 (the largest project)
 EMPTY = "6501ffffffffffffffffffff"  # a project with no boxes in OZmap
 CHILD = "reconciliation-scan/scan-part"
@@ -57,27 +52,12 @@ def served_children(
     monkeypatch.setenv("OZMAP_URL", sim.url)
     monkeypatch.setenv("OZMAP_API_KEY", sim.api_key)
     reset_settings_cache()
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    runner = subprocess.Popen([sys.executable, "-c", SERVE], cwd=ROOT, env=env)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name("reconciliation", 1)
     try:
-        deadline = time.monotonic() + 120
-        with get_client(sync_client=True) as client:
-            client.upsert_global_concurrency_limit_by_name("reconciliation", 1)
-            while True:  # wait until the runner has registered the deployment
-                try:
-                    client.read_deployment_by_name(CHILD)
-                    break
-                except Exception:
-                    assert runner.poll() is None, "the runner exited"
-                    assert time.monotonic() < deadline, "the runner did not register in 120 s"
-                    time.sleep(0.5)
-        yield sim
+        with served_deployment(prefect_api, SERVE, CHILD):
+            yield sim
     finally:
-        runner.terminate()
-        try:
-            runner.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            runner.kill()
         reset_settings_cache()
 
 
