@@ -335,11 +335,9 @@ class Connection(BaseModel):
     implanted: bool | None = None
 
 
-def _populated_client(value: Any, handler: ValidatorFunctionWrapHandler) -> FTTHClient | None:
-    """A populated ``client`` object → its FTTHClient; an id (or a bad object) → None."""
-    if value is None or isinstance(value, FTTHClient):
-        return value
-    if not isinstance(value, dict):
+def _populated(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A populated ``client`` object → its model; an id (or a bad object) → None."""
+    if not isinstance(value, dict | BaseModel):  # None, or an id: not populated
         return None
     try:
         return handler(value)
@@ -347,7 +345,7 @@ def _populated_client(value: Any, handler: ValidatorFunctionWrapHandler) -> FTTH
         return None
 
 
-PopulatedClient = Annotated[FTTHClient | None, WrapValidator(_populated_client)]
+PopulatedClient = Annotated[FTTHClient | None, WrapValidator(_populated)]
 
 
 class Property(BulkModel):
@@ -389,20 +387,6 @@ class HolderClient(BaseModel):
     implanted: bool = False
 
 
-def _populated_holder_client(
-    value: Any, handler: ValidatorFunctionWrapHandler
-) -> HolderClient | None:
-    """Like ``_populated_client``, for the lean client of a port holder."""
-    if value is None or isinstance(value, HolderClient):
-        return value
-    if not isinstance(value, dict):
-        return None
-    try:
-        return handler(value)
-    except ValueError:
-        return None
-
-
 class PortHolder(BaseModel):
     """The part of a property that says who holds a port: what a network snapshot reads for
     every occupied port (by the hundred thousand), so nothing else is parsed. The list call
@@ -415,7 +399,7 @@ class PortHolder(BaseModel):
     box: Ref = None
     client: Ref = None
     connections: list[Connection] = Field(default_factory=list)
-    client_detail: Annotated[HolderClient | None, WrapValidator(_populated_holder_client)] = Field(
+    client_detail: Annotated[HolderClient | None, WrapValidator(_populated)] = Field(
         None, validation_alias=AliasChoices("client_detail", "client")
     )
 
