@@ -50,7 +50,7 @@ from domain.reconciliation.report import (
     failure_text,
     not_started_markdown,
 )
-from domain.reconciliation.runs import run_of_flow_run
+from domain.reconciliation.runs import run_of_flow_run, running_run
 from domain.reconciliation.scan import ProjectScan
 from flows.fanout import run_children
 from flows.limits import exclusive_slot
@@ -209,6 +209,7 @@ def scan_part(run_id: int | None = None, projects: list[str] | None = None) -> l
             "a scan part needs run_id and projects",
             hint="it is started by a reconciliation run with fan_out=True; run that instead",
         )
+    running_run(get_engine(), run_id)  # before any OZmap read: an unknown or ended run is refused
     logger = get_run_logger()
     out = []
     for pid in projects:

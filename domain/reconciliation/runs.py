@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from domain.errors import NotFound
+from domain.errors import InvalidInput, NotFound
+from domain.inputs import id_in_range
 from domain.reconciliation.common import MESSAGE_MAX, PLANNED, Progress, no_progress
 from domain.reconciliation.diff import Finding, Tally, diff, merge_by_code, prefix_filter
 from domain.reconciliation.parts import delete_leftover_parts
@@ -59,6 +60,22 @@ def get_run(engine: sa.Engine, run_id: int) -> ReconciliationRun:
         if run is None:
             raise NotFound(f"reconciliation run {run_id} does not exist")
         return run
+
+
+def running_run(engine: sa.Engine, run_id: int) -> ReconciliationRun:
+    """The run a scan part is for: it must exist and still be running (nothing would merge a
+    part of a finished run)."""
+    if not id_in_range(run_id):
+        raise NotFound(f"reconciliation run {run_id} does not exist")
+    run = get_run(engine, run_id)
+    if run.status != RunStatus.RUNNING:
+        raise InvalidInput(
+            f"reconciliation run {run_id} is {run.status.value}: a scan part only serves a "
+            "running reconciliation",
+            field="run_id",
+            hint="scan parts are started by a reconciliation with fan_out=True; run that instead",
+        )
+    return run
 
 
 def run_of_flow_run(engine: sa.Engine, flow_run_id: str) -> ReconciliationRun | None:

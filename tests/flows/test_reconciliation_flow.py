@@ -108,6 +108,12 @@ def test_report_then_repair_complete_with_artifacts_and_one_event_each(
         run = s.exec(select(ReconciliationRun)).one()
     assert run.status == RunStatus.COMPLETED
     assert run.flow_run_id == str(state.state_details.flow_run_id)
+    # A scan part for a run that has ended is refused: nothing would merge it.
+    from flows.reconciliation import scan_part
+
+    late = scan_part(run_id=run.id, projects=[sc.project_id], return_state=True)
+    assert late.is_failed()
+    assert f"reconciliation run {run.id} is completed" in late.message
     (event,) = _events(EVENT_COMPLETED, f"erp-ozmap.reconciliation.run.{run.id}", began)
     assert event.payload["discrepancies"] == len(sc.found_first)
     assert event.payload["orphan"] == 1 and event.payload["repairs_enqueued"] == 0
@@ -129,7 +135,7 @@ def test_parameters_are_validated(engine: sa.Engine, flow_env) -> None:
     from deployments.registry import DEPLOYMENTS
     from flows.reconciliation import SUMMARY_KEY, reconcile
 
-    plant(flow_env, engine)
+    sc = plant(flow_env, engine)
     with pytest.raises(ParameterTypeError):
         reconcile(mode="fix")  # type: ignore[arg-type]
     with pytest.raises(ParameterTypeError):
@@ -150,6 +156,17 @@ def test_parameters_are_validated(engine: sa.Engine, flow_env) -> None:
         assert "not started" in _artifacts(state)[SUMMARY_KEY].data
     with Session(engine) as s:
         assert s.exec(select(ReconciliationRun)).all() == []
+
+    # A scan part started by hand for a run that does not exist (or cannot) reads nothing.
+    from flows.reconciliation import scan_part
+    from models import ReconciliationScanPart
+
+    for run_id in (999, 2**40):
+        state = scan_part(run_id=run_id, projects=[sc.project_id], return_state=True)
+        assert state.is_failed()
+        assert f"reconciliation run {run_id} does not exist" in state.message
+    with Session(engine) as s:
+        assert s.exec(select(ReconciliationScanPart)).all() == []
 
     # Every deployment of this flow carries parameters the flow accepts.
     specs = [d for d in DEPLOYMENTS if d.entrypoint == "flows/reconciliation.py:reconcile"]
